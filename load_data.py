@@ -1,0 +1,281 @@
+"""Where the data lives and how to read it.
+
+Layout under the project root (the folder of this file, or another one chosen with `--root` or the
+GALAXY_ROOT environment variable, so that tests and the demo never touch a user's real data):
+
+    data/raw/training_solutions_rev1.csv
+    data/raw/images_train_rev1/<GalaxyID>.jpg
+    data/raw/images_test_rev1/<GalaxyID>.jpg
+    data/train_ids.npy, data/test_ids.npy, data/solutions_train.npy     (written by the create_* scripts)
+    predictions/, analysis/                                              (written by training and prediction)
+
+Images are read from the RAM copy made by `copy_data_to_shm.py` when it exists, else from data/raw.
+When that script also built a decoded uint8 cache, `load_image` reads from it instead of decoding JPEGs.
+"""
+import contextlib
+import gzip
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+IMAGE_SIZE = 424
+SUBSETS = ("train", "test")
+RAW_IMAGE_FOLDERS = {"train": "images_train_rev1", "test": "images_test_rev1"}
+SOLUTIONS_CSV = "training_solutions_rev1.csv"
+
+_root_override = None
+
+
+class DataError(Exception):
+    """Bad or missing input data; the message names the file, the ID and what is wrong."""
+
+
+# ---------------------------------------------------------------------------------------------------
+# Paths
+
+
+def root():
+    """The project root under which data/, predictions/ and analysis/ live."""
+    if _root_override is not None:
+        return _root_override
+    env = os.environ.get("GALAXY_ROOT")
+    return Path(env).resolve() if env else Path(__file__).resolve().parent
+
+
+def set_root(path):
+    """Use `path` as the project root for this process (None: back to the default)."""
+    global _root_override
+    _root_override = None if path is None else Path(path).resolve()
+    _cached_ids.clear()
+
+
+def add_root_argument(parser):
+    """Add the `--root` option that every script shares."""
+    parser.add_argument("--root", default=None,
+                        help="project root holding data/, predictions/, analysis/ "
+                             "(default: $GALAXY_ROOT or the folder of the scripts)")
+
+
+def apply_root_argument(args):
+    if args.root is not None:
+        set_root(args.root)
+
+
+def data_dir():
+    return root() / "data"
+
+
+def raw_dir():
+    return data_dir() / "raw"
+
+
+def raw_images_dir(subset):
+    _check_subset(subset)
+    return raw_dir() / RAW_IMAGE_FOLDERS[subset]
+
+
+def solutions_csv_path():
+    return raw_dir() / SOLUTIONS_CSV
+
+
+def ids_path(subset):
+    _check_subset(subset)
+    return data_dir() / f"{subset}_ids.npy"
+
+
+def solutions_train_path():
+    return data_dir() / "solutions_train.npy"
+
+
+def predictions_dir():
+    return root() / "predictions" / "final"
+
+
+def analysis_dir():
+    return root() / "analysis" / "final"
+
+
+def ram_dir():
+    """Where `copy_data_to_shm.py` puts the RAM copy: $GALAXY_RAM_DIR, or a folder in /dev/shm named
+    after the project root, so two roots never share a copy."""
+    env = os.environ.get("GALAXY_RAM_DIR")
+    if env:
+        return Path(env)
+    tag = hashlib.sha1(str(root()).encode()).hexdigest()[:10]
+    return Path("/dev/shm") / f"galaxy-zoo-{tag}"
+
+
+def ram_images_dir(subset):
+    _check_subset(subset)
+    return ram_dir() / RAW_IMAGE_FOLDERS[subset]
+
+
+def cache_path(subset):
+    """The decoded uint8 cache of one subset: an (N, 424, 424, 3) .npy in ID order."""
+    _check_subset(subset)
+    return ram_dir() / f"{RAW_IMAGE_FOLDERS[subset]}_uint8.npy"
+
+
+def image_path(galaxy_id, subset="train"):
+    """The JPEG of one galaxy: the RAM copy when present, else data/raw."""
+    name = f"{int(galaxy_id)}.jpg"
+    in_ram = ram_images_dir(subset) / name
+    return in_ram if in_ram.exists() else raw_images_dir(subset) / name
+
+
+def _check_subset(subset):
+    if subset not in SUBSETS:
+        raise ValueError(f"subset must be one of {SUBSETS}, got {subset!r}")
+
+
+# ---------------------------------------------------------------------------------------------------
+# IDs and labels
+
+_cached_ids = {}
+
+
+def load_ids(subset):
+    """Sorted GalaxyIDs of a subset, from data/<subset>_ids.npy (written by create_train_ids.py)."""
+    _check_subset(subset)
+    if subset not in _cached_ids:
+        path = ids_path(subset)
+        if not path.exists():
+            raise DataError(f"{path}: missing; run create_train_ids.py first")
+        _cached_ids[subset] = np.load(path)
+    return _cached_ids[subset]
+
+
+def load_solutions():
+    """Training labels (N, 37) float32 in train-ID order, from data/solutions_train.npy."""
+    path = solutions_train_path()
+    if not path.exists():
+        raise DataError(f"{path}: missing; run create_solutions_train.py first")
+    return np.load(path).astype(np.float32)
+
+
+def train_valid_split(num_train):
+    """The original split: the last 10% of the (sorted) training IDs validate, the rest train.
+    Returns (train_indices, valid_indices)."""
+    num_valid = num_train // 10
+    return np.arange(num_train - num_valid), np.arange(num_train - num_valid, num_train)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Images
+
+
+def decode_jpeg(path, galaxy_id=None):
+    """Decode one image file to uint8 (424, 424, 3), or raise DataError naming the file and ID."""
+    who = f"{path}" + (f" (GalaxyID {galaxy_id})" if galaxy_id is not None else "")
+    if not Path(path).exists():
+        raise DataError(f"{who}: image file missing")
+    try:
+        with Image.open(path) as img:
+            if img.format != "JPEG":
+                raise DataError(f"{who}: not a JPEG file (found {img.format})")
+            img.load()
+            array = np.asarray(img.convert("RGB"))
+    except DataError:
+        raise
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise DataError(f"{who}: cannot decode image: {exc}") from None
+    if array.shape != (IMAGE_SIZE, IMAGE_SIZE, 3):
+        raise DataError(f"{who}: image is {array.shape[1]}x{array.shape[0]}, expected {IMAGE_SIZE}x{IMAGE_SIZE}")
+    return array
+
+
+class ImageCache:
+    """The decoded uint8 cache of one subset, memory-mapped: `cache[i]` is image i in ID order."""
+
+    def __init__(self, subset):
+        self.path = cache_path(subset)
+        self.images = np.load(self.path, mmap_mode="r")
+        ids = load_ids(subset)
+        if self.images.shape != (len(ids), IMAGE_SIZE, IMAGE_SIZE, 3):
+            raise DataError(f"{self.path}: cache shape {self.images.shape} does not match "
+                            f"{len(ids)} {subset} IDs; rebuild it with copy_data_to_shm.py --cache")
+        self.index = {int(g): i for i, g in enumerate(ids)}
+
+    def __getitem__(self, galaxy_id):
+        return np.asarray(self.images[self.index[int(galaxy_id)]])
+
+
+_open_caches = {}
+
+
+def _cache_for(subset):
+    """The open cache of a subset, or None when it was not built."""
+    key = (str(ram_dir()), subset)
+    if key not in _open_caches:
+        _open_caches[key] = ImageCache(subset) if cache_path(subset).exists() else None
+    return _open_caches[key]
+
+
+def load_image_uint8(galaxy_id, subset="train"):
+    """One galaxy as uint8 (424, 424, 3): from the decoded cache when built, else from its JPEG."""
+    cache = _cache_for(subset)
+    if cache is not None and int(galaxy_id) in cache.index:
+        return cache[galaxy_id]
+    return decode_jpeg(image_path(galaxy_id, subset), galaxy_id)
+
+
+def load_image(galaxy_id, subset="train"):
+    """One galaxy as float32 RGB in [0, 1], shape (424, 424, 3)."""
+    return load_image_uint8(galaxy_id, subset).astype(np.float32) / 255.0
+
+
+# ---------------------------------------------------------------------------------------------------
+# Files
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yield a temporary path beside `path`; on success it is renamed to `path`, on failure removed,
+    so a reader never sees a half-written file and an old file survives a failed rewrite."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def save_npy(path, array):
+    """np.save, atomically."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, array)
+
+
+def save_gz(path, array):
+    """Save an array as gzipped .npy (`.npy.gz`), atomically."""
+    with atomic_path(path) as tmp:
+        with gzip.open(tmp, "wb", compresslevel=4) as f:
+            np.save(f, array)
+
+
+def load_gz(path):
+    """Load a `.npy.gz` array written by save_gz."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: file missing")
+    try:
+        with gzip.open(path, "rb") as f:
+            return np.load(f)
+    except (OSError, ValueError, EOFError) as exc:
+        raise DataError(f"{path}: cannot read as gzipped .npy: {exc}") from None
+
+
+def hms(seconds):
+    """Seconds as H:MM:SS."""
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
