@@ -1,0 +1,86 @@
+"""The whole pipeline on a synthetic dataset, every step in README order, with short schedules.
+
+    python demo.py                    # everything under demo_run/ (the default root of the demo)
+    python demo.py --root /tmp/gz     # elsewhere
+
+Each step is the same script a user runs by hand on the real data; only the schedule options are
+shortened here. Running it again reuses the dataset and resumes training where it stopped.
+"""
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+MODEL = "try_convnet_cc_multirotflip_3x69r45_maxout2048_extradense"
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--root", default=str(HERE / "demo_run"), help="where the demo writes everything")
+    parser.add_argument("--num-train", type=int, default=2700, help="synthetic training images")
+    parser.add_argument("--num-test", type=int, default=300, help="synthetic test images")
+    parser.add_argument("--num-chunks", type=int, default=12, help="training chunks (the recipe has 2500)")
+    parser.add_argument("--chunk-size", type=int, default=1000, help="images per chunk (the recipe has 10000)")
+    parser.add_argument("--validate-every", type=int, default=4, help="chunks between validations (recipe: 20)")
+    parser.add_argument("--num-transforms", type=int, default=6,
+                        help="test-time transforms per image (the recipe has 60)")
+    parser.add_argument("--seed", type=int, default=0)
+    return parser.parse_args()
+
+
+def run_step(number, title, writes, command, env):
+    print(f"\n=== Step {number}: {title}", flush=True)
+    print(f"    writes: {writes}", flush=True)
+    print(f"    $ {' '.join(command)}", flush=True)
+    start = time.time()
+    result = subprocess.run([sys.executable, *command], cwd=HERE, env=env)
+    if result.returncode != 0:
+        sys.exit(f"demo: step {number} ({title}) failed with exit code {result.returncode}")
+    print(f"    step {number} took {time.time() - start:.1f} s", flush=True)
+
+
+def main():
+    args = parse_args()
+    root = Path(args.root).resolve()
+    env = dict(os.environ, GALAXY_ROOT=str(root))
+    started = time.time()
+    with_root = ["--root", str(root)]
+
+    if (root / "data" / "raw" / "training_solutions_rev1.csv").exists():
+        print(f"Reusing the synthetic dataset in {root / 'data' / 'raw'}")
+    else:
+        run_step(0, "render the synthetic dataset", "data/raw/ (JPEGs, training_solutions_rev1.csv, synthetic_test_solutions.csv)",
+                 ["make_synthetic_data.py", *with_root, "--num-train", str(args.num_train),
+                  "--num-test", str(args.num_test), "--seed", str(args.seed)], env)
+
+    run_step(1, "ID lists", "data/train_ids.npy, data/test_ids.npy", ["create_train_ids.py", *with_root], env)
+    run_step(2, "training labels", "data/solutions_train.npy", ["create_solutions_train.py", *with_root], env)
+    run_step(3, "galaxy centre and size parameters (optional step)",
+             "data/pysex_params_{gen2,extra}_{train,test}.npy.gz", ["extract_pysex_params.py", *with_root], env)
+    run_step(4, "copy the images to RAM and build the decoded cache", "the RAM copy in /dev/shm",
+             ["copy_data_to_shm.py", *with_root, "--cache"], env)
+    run_step(5, "train the best single model (short schedule)",
+             f"analysis/final/{MODEL}.pt, predictions/final/{MODEL}.csv.gz",
+             [f"{MODEL}.py", *with_root, "--num-chunks", str(args.num_chunks), "--chunk-size", str(args.chunk_size),
+              "--validate-every", str(args.validate_every), "--seed", str(args.seed)], env)
+    run_step(6, "test-time-averaged predictions",
+             f"predictions/final/augmented/{{valid,test}}/{MODEL}.npy.gz",
+             ["predict_augmented_npy.py", MODEL, *with_root, "--num-transforms", str(args.num_transforms)], env)
+    run_step(7, "blend the models", "predictions/final/blended/blended_predictions*.npy.gz",
+             ["blend_predictions.py", *with_root], env)
+    blended = root / "predictions" / "final" / "blended" / "blended_predictions_uniform.npy.gz"
+    run_step(8, "convert to a Kaggle submission", str(blended).replace(".npy.gz", ".csv.gz"),
+             ["convert_npy_to_csv.py", str(blended), *with_root], env)
+    submission = Path(str(blended).replace(".npy.gz", ".csv.gz"))
+    run_step(9, "score the submission against the synthetic test labels",
+             str(submission).replace(".csv.gz", "_scores.png"),
+             ["score_predictions.py", str(submission), *with_root], env)
+
+    print(f"\nDemo finished in {(time.time() - started) / 60:.1f} min. Everything is under {root}.")
+
+
+if __name__ == "__main__":
+    main()

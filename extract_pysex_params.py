@@ -1,0 +1,371 @@
+"""Measure the central galaxy of every image SExtractor-style (with the `sep` library), for the optional
+centring/rescaling of the input images.
+
+Usage: extract_pysex_params.py [--root DIR] [--subsets train test] [--workers N] [--limit N]
+
+As in the original solution, SExtractor's algorithms are run on the green channel of each image (float in
+[0, 1]) and the galaxy kept is the most salient detection: the one with the largest isophotal ellipse area
+pi * a * b weighted by the centrality prior exp(-d^2 / 5000), d being the distance of its barycentre from
+(211.5, 211.5). Two parameter sets are written, one row per image in load_data.load_ids order (the first N
+images only with --limit N), float64. The original's second-generation set ("gen2", used for the centring and
+rescaling) detected at 2 sigma; its first-generation set ("extra") at 10 sigma with all four radii:
+
+    data/pysex_params_gen2_<subset>.npy.gz   DETECT_THRESH 2   columns x, y, a, b, theta, petro_radius
+    data/pysex_params_extra_<subset>.npy.gz  DETECT_THRESH 10  columns x, y, a, b, theta, flux_radius,
+                                                               kron_radius, petro_radius, fwhm
+
+What each column holds (SExtractor's catalogue parameter in brackets):
+    x, y          isophotal barycentre [X_IMAGE, Y_IMAGE], 1-based like SExtractor's (the first pixel's centre
+                  is 1.0); x counts columns and y rows. The centring shifts an image by (x - 211.5, y - 211.5),
+                  as in the original, which compared these 1-based values with the 0-based centre
+                  (424 - 1) / 2 and so shifted every image by 1 px more in x and in y than its galaxy's
+                  offset; the 1-based values are kept so that the original's shifts are reproduced
+    a, b          semi-major and semi-minor axis of the isophotal second-moment ellipse, px [A_IMAGE, B_IMAGE]
+    theta         major-axis angle in degrees in [0, 180), from the x (column) axis towards the y (row) axis
+                  [90 - THETA_IMAGE of the transposed image, as the original stored it]
+    petro_radius  Petrosian aperture factor in units of the ellipse (a along the major axis) [PETRO_RADIUS]:
+                  2 * k_p, at least 3.5, where k_p is the first elliptical radius (scanned in steps of 0.3 up
+                  to 6) at which the mean surface brightness in the annulus [k, 1.2 k] falls below 0.2 times the
+                  mean inside 1.1 k; so petro_radius * a is twice the Petrosian radius along the major axis, px
+    kron_radius   Kron aperture factor in units of the ellipse [KRON_RADIUS]: 2.5 * the first moment of
+                  elliptical radius within 6, at least 3.5
+    flux_radius   radius of the circle holding half of FLUX_AUTO (the flux inside the Kron ellipse), from the
+                  growth curve out to 6 a, px [FLUX_RADIUS]
+    fwhm          FWHM of a Gaussian fitted to the object's pixels above max(peak / 5, analysis threshold), px
+                  [FWHM_IMAGE]
+
+An image where nothing is detected or a measurement fails gets, as in the original, x = y = 211.5 (no shift)
+and NaN in every other column; those rows are counted in the printed summary.
+Known differences from SExtractor: the original ran SExtractor on the transposed image (the pysex wrapper
+transposes), here sep runs on it untransposed and the axes are mapped back; FLUX_AUTO is summed without
+SExtractor's replacement of pixels that belong to neighbouring objects (MASK_TYPE CORRECT).
+"""
+import argparse
+import multiprocessing
+import os
+import sys
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import sep
+from tqdm import tqdm
+
+import load_data
+
+IMAGE_CENTRE = (load_data.IMAGE_SIZE - 1) / 2.0  # 211.5: the salience prior's centre and the no-source default
+CENTRALITY_SCALE = 5000.0  # the salience prior is exp(-d^2 / CENTRALITY_SCALE)
+GREEN = 1  # the channel measured, as in the original
+PIXEL_ORIGIN = 1.0  # SExtractor's coordinate of the first pixel's centre (sep's is 0)
+DEFAULT_WORKERS = 8  # the original's process count, capped by the machine's cores
+
+# SExtractor's defaults (`sex -d`), which the original left unchanged apart from DETECT_THRESH.
+BACK_SIZE = 64
+BACK_FILTERSIZE = 3
+DETECT_MINAREA = 5
+ANALYSIS_THRESH = 1.5  # in units of the background RMS; the FWHM fit ignores pixels below it
+DEBLEND_NTHRESH = 32
+DEBLEND_MINCONT = 0.005
+CLEAN_PARAM = 1.0
+AUTO_PARAMS = (2.5, 3.5)  # PHOT_AUTOPARAMS: Kron factor, minimum aperture
+PETRO_PARAMS = (2.0, 3.5)  # PHOT_PETROPARAMS: Petrosian factor, minimum aperture
+FLUX_FRACTION = 0.5  # PHOT_FLUXFRAC
+ANALYSIS_RADIUS = 6.0  # 3 * MARGIN_SCALE: how far (in ellipse units, or in a) the apertures are analysed
+PETRO_RATIO = 0.2  # the Petrosian eta: annulus over interior surface brightness
+PETRO_STEPS = 20  # the elliptical radius is scanned in steps of ANALYSIS_RADIUS / PETRO_STEPS
+PETRO_ANNULUS = 1.2  # annulus [k, 1.2 k]; the interior is the disc inside its mid-radius 1.1 k
+FWHM_PEAK_FRACTION = 0.2  # the FWHM fit uses pixels above a fifth of the peak
+
+
+@dataclass(frozen=True)
+class ParamSet:
+    """One output file's settings: its name (in data/pysex_params_<name>_<subset>.npy.gz), its detection
+    threshold in units of the background RMS, and its columns."""
+    name: str
+    detect_thresh: float
+    columns: tuple
+
+
+PARAM_SETS = (
+    ParamSet("gen2", 2.0, ("x", "y", "a", "b", "theta", "petro_radius")),
+    ParamSet("extra", 10.0, ("x", "y", "a", "b", "theta", "flux_radius", "kron_radius", "petro_radius", "fwhm")),
+)
+
+
+class NoSourceFound(Exception):
+    """Nothing above the detection threshold."""
+
+
+def target_path(param_set, subset):
+    return load_data.data_dir() / f"pysex_params_{param_set.name}_{subset}.npy.gz"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Detection
+
+
+def subtract_background(image):
+    """SExtractor's mesh background (64 px meshes, 3x3 median filter) removed from a (H, W) float64 image.
+    Returns (background-subtracted image, global background RMS)."""
+    background = sep.Background(image, bw=BACK_SIZE, bh=BACK_SIZE, fw=BACK_FILTERSIZE, fh=BACK_FILTERSIZE)
+    return image - background.back(), background.globalrms
+
+
+def detect(data, rms, detect_thresh):
+    """Detect sources above detect_thresh * rms in a background-subtracted (H, W) float64 image, after
+    convolving with SExtractor's default 3x3 kernel, deblending and cleaning as SExtractor does by default.
+    Returns (sep object records, segmentation map (H, W) int); raises NoSourceFound when nothing is found."""
+    objects, segmap = sep.extract(data, detect_thresh, err=rms, minarea=DETECT_MINAREA,
+                                  filter_kernel=sep.default_kernel, filter_type="conv",
+                                  deblend_nthresh=DEBLEND_NTHRESH, deblend_cont=DEBLEND_MINCONT,
+                                  clean=True, clean_param=CLEAN_PARAM, segmentation_map=True)
+    if len(objects) == 0:
+        raise NoSourceFound
+    return objects, segmap
+
+
+def most_salient(objects):
+    """Index of the detection with the largest pi * a * b * exp(-d^2 / 5000), d measured (in the stored
+    1-based convention, as in the original) from (211.5, 211.5)."""
+    x = objects["x"] + PIXEL_ORIGIN
+    y = objects["y"] + PIXEL_ORIGIN
+    centrality = np.exp(-((x - IMAGE_CENTRE) ** 2 + (y - IMAGE_CENTRE) ** 2) / CENTRALITY_SCALE)
+    return int(np.argmax(np.pi * objects["a"] * objects["b"] * centrality))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Measurements of one object (obj: one sep record; data: the background-subtracted image)
+
+
+def elliptical_radii(data, obj, extent):
+    """Pixel values and squared elliptical radii r^2 = cxx dx^2 + cyy dy^2 + cxy dx dy (r = 1 on the
+    isophotal ellipse) of the pixels in the bounding box of the ellipse r = extent, clipped to the image.
+    Returns two flat arrays."""
+    cxx, cyy, cxy = float(obj["cxx"]), float(obj["cyy"]), float(obj["cxy"])
+    half_width = cxx - cxy * cxy / (4.0 * cyy)
+    half_height = cyy - cxy * cxy / (4.0 * cxx)
+    half_width = extent / np.sqrt(half_width) if half_width > 0 else 0.0
+    half_height = extent / np.sqrt(half_height) if half_height > 0 else 0.0
+    x0, y0 = float(obj["x"]), float(obj["y"])
+    height, width = data.shape
+    x_lo, x_hi = max(int(np.rint(x0 - half_width)), 0), min(int(np.rint(x0 + half_width)) + 1, width)
+    y_lo, y_hi = max(int(np.rint(y0 - half_height)), 0), min(int(np.rint(y0 + half_height)) + 1, height)
+    dy, dx = np.mgrid[y_lo:y_hi, x_lo:x_hi]
+    dx = dx - x0
+    dy = dy - y0
+    r2 = cxx * dx * dx + cyy * dy * dy + cxy * dx * dy
+    return data[y_lo:y_hi, x_lo:x_hi].ravel(), r2.ravel()
+
+
+def petrosian_radius(data, obj):
+    """SExtractor's PETRO_RADIUS of one object, in units of its ellipse (see the module docstring)."""
+    values, r2 = elliptical_radii(data, obj, ANALYSIS_RADIUS)
+    order = np.argsort(r2)
+    r2, cumulative = r2[order], np.concatenate([[0.0], np.cumsum(values[order])])
+    step = ANALYSIS_RADIUS / PETRO_STEPS
+    k_mins = [step * i for i in range(1, PETRO_STEPS) if step * i * PETRO_ANNULUS < ANALYSIS_RADIUS]
+    for k_min in k_mins:
+        k_max = k_min * PETRO_ANNULUS
+        k_mid = (k_min + k_max) / 2.0
+        annulus_lo = np.searchsorted(r2, k_min ** 2, side="left")
+        annulus_hi = np.searchsorted(r2, k_max ** 2, side="right")
+        inside = np.searchsorted(r2, k_mid ** 2, side="left")
+        mean_annulus = mean_inside = 0.0
+        if annulus_hi > annulus_lo and inside > 0:
+            mean_annulus = (cumulative[annulus_hi] - cumulative[annulus_lo]) / (annulus_hi - annulus_lo)
+            mean_inside = cumulative[inside] / inside
+            if mean_annulus < PETRO_RATIO * mean_inside:
+                break
+    # As in SExtractor, the last radius tried counts when the ratio never fell below eta.
+    if mean_annulus != 0.0 and mean_inside != 0.0:
+        return max(PETRO_PARAMS[0] * k_mid, PETRO_PARAMS[1])
+    return PETRO_PARAMS[1]
+
+
+def as_arrays(obj, *fields):
+    """One-element float64 arrays of the named fields of a sep record (sep's aperture functions take arrays)."""
+    return [np.array([obj[field]], dtype=np.float64) for field in fields]
+
+
+def kron_radius(data, obj):
+    """SExtractor's KRON_RADIUS of one object, in units of its ellipse: 2.5 * sum(r I) / sum(I) over
+    r <= 6, at least 3.5 (also when the sums are not positive)."""
+    first_moment, _ = sep.kron_radius(data, *as_arrays(obj, "x", "y", "a", "b", "theta"), ANALYSIS_RADIUS)
+    return max(AUTO_PARAMS[0] * float(first_moment[0]), AUTO_PARAMS[1])
+
+
+def flux_radius(data, obj, kron):
+    """SExtractor's FLUX_RADIUS (px): the circle holding half of FLUX_AUTO, the flux of pixels whose
+    centre lies inside the Kron ellipse (kron in ellipse units); capped at 6 a like SExtractor."""
+    flux_auto, _, _ = sep.sum_ellipse(data, *as_arrays(obj, "x", "y", "a", "b", "theta"), kron, subpix=1)
+    limit = ANALYSIS_RADIUS * float(obj["a"])
+    radius, _ = sep.flux_radius(data, *as_arrays(obj, "x", "y"), np.array([limit]), FLUX_FRACTION,
+                                normflux=flux_auto, subpix=5)
+    return min(float(radius[0]), limit)
+
+
+def gaussian_fwhm(data, segmap, index, obj, analysis_thresh):
+    """SExtractor's FWHM_IMAGE (px): fit log(I) = c - beta d^2 (weights I^2) to the object's pixels above
+    max(peak / 5, analysis_thresh); beta is kept at least 1 / (13 a b); FWHM = 1.6651 / sqrt(beta) less
+    SExtractor's undersampling correction 1 / (4 FWHM). 0 when no fit is possible, as in SExtractor."""
+    floor = max(FWHM_PEAK_FRACTION * float(obj["peak"]), analysis_thresh)
+    if floor <= 0.0:
+        return 0.0
+    rows, cols = np.nonzero(segmap == index + 1)
+    values = data[rows, cols]
+    keep = values > floor
+    values = values[keep]
+    d2 = (cols[keep] - obj["x"]) ** 2 + (rows[keep] - obj["y"]) ** 2
+    weights = values * values
+    log_values = np.log(values)
+    s, sx, sxx = weights.sum(), (d2 * weights).sum(), (d2 * d2 * weights).sum()
+    sy, sxy = (log_values * weights).sum(), (log_values * d2 * weights).sum()
+    determinant = s * sxx - sx * sx
+    if determinant == 0.0:
+        return 0.0
+    beta = max(-(s * sxy - sx * sy) / determinant, 1.0 / (13.0 * obj["a"] * obj["b"]))
+    fwhm = 1.6651 / np.sqrt(beta)
+    return float(fwhm - 1.0 / (4.0 * fwhm))
+
+
+def measure(data, rms, param_set):
+    """One row of param_set's columns for a background-subtracted image (H, W) float64 whose global
+    background RMS is rms. Raises NoSourceFound, or sep's Exception when a measurement fails."""
+    objects, segmap = detect(data, rms, param_set.detect_thresh)
+    index = most_salient(objects)
+    obj = objects[index]
+    values = {
+        "x": float(obj["x"]) + PIXEL_ORIGIN,
+        "y": float(obj["y"]) + PIXEL_ORIGIN,
+        "a": float(obj["a"]),
+        "b": float(obj["b"]),
+        "theta": float(np.degrees(obj["theta"]) % 180.0),
+        "petro_radius": petrosian_radius(data, obj),
+    }
+    if "kron_radius" in param_set.columns:
+        values["kron_radius"] = kron_radius(data, obj)
+        values["flux_radius"] = flux_radius(data, obj, values["kron_radius"])
+        values["fwhm"] = gaussian_fwhm(data, segmap, index, obj, ANALYSIS_THRESH * rms)
+    return [values[column] for column in param_set.columns]
+
+
+def missing_row(param_set):
+    """The row of an image without a measurement: no shift (x = y = 211.5), NaN elsewhere."""
+    return [IMAGE_CENTRE if column in ("x", "y") else np.nan for column in param_set.columns]
+
+
+def measure_image(task):
+    """Worker: (galaxy_id, subset) -> list over PARAM_SETS of (row, failure), failure being None,
+    'no source' or the measurement error's message. Raises load_data.DataError for an unreadable image."""
+    galaxy_id, subset = task
+    green = load_data.load_image(galaxy_id, subset)[..., GREEN].astype(np.float64)
+    results = []
+    for param_set in PARAM_SETS:
+        try:
+            results.append((measure(*subtract_background(green), param_set), None))
+        except NoSourceFound:
+            results.append((missing_row(param_set), "no source"))
+        except Exception as exc:
+            if type(exc) is not Exception:  # sep reports its failures as bare Exceptions; anything else is a bug
+                raise
+            results.append((missing_row(param_set), f"GalaxyID {galaxy_id}: {exc}"))
+    return results
+
+
+# ---------------------------------------------------------------------------------------------------
+# Driver
+
+
+def init_worker(root):
+    """Pool initialiser: the workers read from the same root as the parent."""
+    load_data.set_root(root)
+
+
+def extract_subset(subset, workers, limit=None):
+    """Measure every image of a subset (the first `limit` ones when given), in parallel.
+    Returns ({set name: (N, columns) float64 array}, {set name: list of failure messages}, seconds)."""
+    ids = load_data.load_ids(subset)
+    if limit is not None:
+        ids = ids[:limit]
+    tasks = [(int(galaxy_id), subset) for galaxy_id in ids]
+    start = time.time()
+    progress = dict(total=len(tasks), desc=f"sep {subset}", unit="img")
+    if workers <= 1:
+        init_worker(load_data.root())
+        results = [measure_image(task) for task in tqdm(tasks, **progress)]
+    else:
+        chunksize = max(1, min(100, len(tasks) // (4 * workers)))
+        with multiprocessing.Pool(workers, initializer=init_worker, initargs=(load_data.root(),)) as pool:
+            results = list(tqdm(pool.imap(measure_image, tasks, chunksize=chunksize), **progress))
+    seconds = time.time() - start
+    arrays, failures = {}, {}
+    for k, param_set in enumerate(PARAM_SETS):
+        rows = [result[k][0] for result in results]
+        arrays[param_set.name] = np.array(rows, dtype=np.float64).reshape(len(tasks), len(param_set.columns))
+        failures[param_set.name] = [result[k][1] for result in results if result[k][1] is not None]
+    return arrays, failures, seconds
+
+
+def percentiles_line(name, values):
+    """'name: p5 / p50 / p95' over the finite values."""
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return f"  {name:>14}: no values"
+    p5, p50, p95 = np.percentile(finite, [5, 50, 95])
+    return f"  {name:>14}: {p5:8.2f} {p50:8.2f} {p95:8.2f}"
+
+
+def summary_lines(param_set, array, failures):
+    """Human-readable summary of one parameter set's array (N, columns)."""
+    column = {name: array[:, k] for k, name in enumerate(param_set.columns)}
+    measured = np.isfinite(column["a"])
+    shift = np.hypot(column["x"] - IMAGE_CENTRE, column["y"] - IMAGE_CENTRE)[measured]
+    lines = [f" {param_set.name} (DETECT_THRESH {param_set.detect_thresh:g}): {len(array)} images, "
+             f"{len(failures)} without a measurement ({sum(f == 'no source' for f in failures)} no source)"]
+    lines += [f"    {failure}" for failure in failures if failure != "no source"][:5]
+    lines.append("  percentiles      5%      50%      95%")
+    lines.append(percentiles_line("centre shift", shift))
+    lines.append(percentiles_line("0-based offset", np.hypot(column["x"] - PIXEL_ORIGIN - IMAGE_CENTRE,
+                                                             column["y"] - PIXEL_ORIGIN - IMAGE_CENTRE)[measured]))
+    for name in param_set.columns[2:]:
+        if name != "theta":
+            lines.append(percentiles_line(name, column[name]))
+    lines.append(percentiles_line("petro_r * a", column["petro_radius"] * column["a"]))
+    return lines
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    load_data.add_root_argument(parser)
+    parser.add_argument("--subsets", nargs="+", choices=load_data.SUBSETS, default=list(load_data.SUBSETS))
+    parser.add_argument("--workers", type=int, default=min(DEFAULT_WORKERS, os.cpu_count() or 1),
+                        help="worker processes (default: 8, capped by the number of cores)")
+    parser.add_argument("--limit", type=int, default=None, help="measure only the first N images of each subset")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    load_data.apply_root_argument(args)
+    try:
+        for subset in args.subsets:
+            arrays, failures, seconds = extract_subset(subset, args.workers, args.limit)
+            count = len(next(iter(arrays.values())))
+            print(f"{subset}: {count} images in {load_data.hms(seconds)} "
+                  f"({1000 * seconds / max(count, 1):.1f} ms per image, {args.workers} workers)")
+            print("  centre shift: distance of (x, y) from (211.5, 211.5), the shift the centring applies\n"
+                  "  0-based offset: distance of the galaxy from the image centre\n"
+                  "  a, b, flux_radius, fwhm in px; petro_radius, kron_radius in units of the ellipse")
+            for param_set in PARAM_SETS:
+                path = target_path(param_set, subset)
+                load_data.save_gz(path, arrays[param_set.name])
+                print("\n".join(summary_lines(param_set, arrays[param_set.name], failures[param_set.name])))
+                print(f"  saved {path}")
+    except load_data.DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

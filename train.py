@@ -1,0 +1,491 @@
+"""The one training loop shared by every try_*.py model.
+
+A try_*.py file holds a recipe (module-level constants such as BATCH_SIZE and LEARNING_RATE_SCHEDULE) and
+build_model(); its `__main__` calls `train.main(globals())`. The loop then:
+
+  1. reads the training IDs and labels, keeps the last 10% for validation, precomputes the validation views;
+  2. trains on chunks of freshly augmented images (realtime_augmentation.RandomChunks) with Nesterov momentum
+     and the MSE loss, the first NUM_CHUNKS_NONORM chunk(s) without the output layer's normalisation;
+  3. every VALIDATE_EVERY chunks prints the validation RMSE and writes the checkpoint
+     analysis/final/<model>.pt and the learning curve analysis/final/<model>_learning_curve.png;
+  4. at the end writes the final checkpoint (with the validation predictions) and the test-set submission
+     predictions/final/<model>.csv.gz.
+
+Stopping and resuming: on SIGINT or SIGTERM the loop finishes the batch in progress, writes a checkpoint of
+exactly that state (parameters, momentum, RNG state, position = chunk and batch within the chunk) and exits 0.
+Running the same command again resumes there: chunk k's images depend only on (seed, k), so the interrupted
+chunk is generated again and its already-trained batches are skipped. The resumed run ends with the same
+parameters as an uninterrupted one.
+"""
+import argparse
+import importlib.util
+import math
+import signal
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+import load_data
+
+HERE = Path(__file__).resolve().parent
+# The recipe constants every try_*.py defines; they are stored in the checkpoint as the run's config.
+RECIPE_KEYS = ("BATCH_SIZE", "MOMENTUM", "LEARNING_RATE_SCHEDULE", "CHUNK_SIZE", "NUM_CHUNKS", "VALIDATE_EVERY",
+               "NUM_CHUNKS_NONORM", "AUGMENTATION", "PREPROCESSING", "SEED")
+MAX_NORM_EVERY = 10  # batches between max-norm rescalings, as in the original solution
+EVAL_BATCH_SIZE = 64  # images per forward pass when predicting (dropout off, so it does not change results)
+PYSEX_FILES = {  # PREPROCESSING -> (file name pattern, its columns, rescale?)
+    "centre": ("pysex_params_gen2_{}.npy.gz", ("x", "y", "a", "b", "theta", "petro_radius"), False),
+    "centre_rescale": ("pysex_params_gen2_{}.npy.gz", ("x", "y", "a", "b", "theta", "petro_radius"), True),
+    "centre_rescale_gen1": ("pysex_params_extra_{}.npy.gz", ("x", "y", "a", "b", "theta", "flux_radius",
+                                                            "kron_radius", "petro_radius", "fwhm"), True),
+}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Optimiser
+
+
+class NesterovMomentum(torch.optim.Optimizer):
+    """SGD with Nesterov momentum in the form of the original solution (no weight decay):
+        v <- momentum * v - lr * g
+        w <- w + momentum * v - lr * g
+    The gradient is taken at the current parameters. (torch.optim.SGD(nesterov=True) stores lr-free
+    velocities, which differs from this as soon as the learning rate changes.)"""
+
+    def __init__(self, params, lr, momentum=0.9):
+        super().__init__(params, dict(lr=lr, momentum=momentum))
+
+    @torch.no_grad()
+    def step(self):
+        for group in self.param_groups:
+            lr, momentum = group["lr"], group["momentum"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if "velocity" not in state:
+                    state["velocity"] = torch.zeros_like(p)
+                v = state["velocity"]
+                v.mul_(momentum).sub_(p.grad, alpha=lr)
+                p.add_(v, alpha=momentum).sub_(p.grad, alpha=lr)
+
+    def set_lr(self, lr):
+        for group in self.param_groups:
+            group["lr"] = lr
+
+
+def scaled_schedule(schedule, recipe_chunks, num_chunks):
+    """The learning-rate schedule {first chunk: lr} with its chunk boundaries scaled from recipe_chunks
+    to num_chunks chunks (unchanged when they are equal)."""
+    if num_chunks == recipe_chunks:
+        return dict(schedule)
+    return {int(round(start * num_chunks / recipe_chunks)): lr for start, lr in sorted(schedule.items())}
+
+
+def learning_rate_at(schedule, chunk):
+    """The learning rate in force at chunk `chunk`: that of the last schedule boundary <= chunk."""
+    return schedule[max(start for start in schedule if start <= chunk)]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Configuration
+
+
+def parse_args(recipe, argv=None):
+    parser = argparse.ArgumentParser(description=recipe.get("__doc__"),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--num-chunks", type=int, help=f"training chunks (recipe: {recipe['NUM_CHUNKS']}); "
+                        "the learning-rate schedule is scaled to match")
+    parser.add_argument("--chunk-size", type=int, help=f"images per chunk (recipe: {recipe['CHUNK_SIZE']})")
+    parser.add_argument("--validate-every", type=int, help=f"chunks between validations (recipe: {recipe['VALIDATE_EVERY']})")
+    parser.add_argument("--batch-size", type=int, help=f"images per minibatch (recipe: {recipe['BATCH_SIZE']})")
+    parser.add_argument("--seed", type=int, help=f"seed of initialisation, data and dropout (recipe: {recipe['SEED']})")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, or auto (cuda when available)")
+    parser.add_argument("--workers", type=int, default=None, help="background processes preparing chunks")
+    parser.add_argument("--max-valid", type=int, default=None, help="validate on at most this many images (quick runs)")
+    parser.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint and start over")
+    load_data.add_root_argument(parser)
+    args = parser.parse_args(argv)
+    for name in ("num_chunks", "chunk_size", "validate_every", "batch_size", "max_valid"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+    return args
+
+
+def run_config(recipe, args):
+    """The recipe's constants with the command-line overrides applied, as plain Python values."""
+    config = {key: recipe[key] for key in RECIPE_KEYS}
+    overrides = dict(NUM_CHUNKS=args.num_chunks, CHUNK_SIZE=args.chunk_size, VALIDATE_EVERY=args.validate_every,
+                     BATCH_SIZE=args.batch_size, SEED=args.seed)
+    config.update({key: value for key, value in overrides.items() if value is not None})
+    config["LEARNING_RATE_SCHEDULE"] = scaled_schedule(recipe["LEARNING_RATE_SCHEDULE"], recipe["NUM_CHUNKS"],
+                                                       config["NUM_CHUNKS"])
+    config["AUGMENTATION"] = {key: tuple(v) if isinstance(v, (list, tuple)) else v
+                              for key, v in dict(config["AUGMENTATION"]).items()}
+    if config["CHUNK_SIZE"] < config["BATCH_SIZE"]:
+        raise ValueError(f"chunk size {config['CHUNK_SIZE']} is smaller than the batch size {config['BATCH_SIZE']}")
+    if config["PREPROCESSING"] is not None and config["PREPROCESSING"] not in PYSEX_FILES:
+        raise ValueError(f"PREPROCESSING must be None or one of {sorted(PYSEX_FILES)}, got {config['PREPROCESSING']!r}")
+    return config
+
+
+def pick_device(name):
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: CUDA is not available on this machine")
+    return device
+
+
+def prepro_matrices(config, galaxy_ids, subset):
+    """Per-image preprocessing transforms (centring, optionally rescaling) from the source-extraction
+    parameters, or None when config["PREPROCESSING"] is None.
+
+    galaxy_ids: (N,) IDs of `subset`; returns (N, 3, 3) float64 matrices aligned with them."""
+    kind = config.get("PREPROCESSING")
+    if kind is None:
+        return None
+    import realtime_augmentation as ra
+
+    pattern, columns, rescale = PYSEX_FILES[kind]
+    path = load_data.data_dir() / pattern.format(subset)
+    params = load_data.load_gz(path)
+    all_ids = load_data.load_ids(subset)
+    if params.shape != (len(all_ids), len(columns)):
+        raise load_data.DataError(f"{path}: shape {params.shape}, expected ({len(all_ids)}, {len(columns)}) "
+                                  f"(one row of {', '.join(columns)} per {subset} ID); run extract_pysex_params.py")
+    rows = np.searchsorted(all_ids, galaxy_ids)
+    missing = (rows >= len(all_ids)) | (all_ids[np.minimum(rows, len(all_ids) - 1)] != galaxy_ids)
+    if missing.any():
+        raise load_data.DataError(f"GalaxyID {int(np.asarray(galaxy_ids)[missing][0])} is not among the {subset} IDs "
+                                  f"of {load_data.ids_path(subset)}")
+    column = {name: params[rows, k] for k, name in enumerate(columns)}
+    if not rescale:
+        return np.stack([ra.centring_transform(x, y) for x, y in zip(column["x"], column["y"])])
+    return np.stack([ra.centring_transform(x, y, a, petro_radius=r, rescale=True)
+                     for x, y, a, r in zip(column["x"], column["y"], column["a"], column["petro_radius"])])
+
+
+# ---------------------------------------------------------------------------------------------------
+# Checkpoints
+
+
+def checkpoint_path(model_name):
+    return load_data.analysis_dir() / f"{model_name}.pt"
+
+
+def learning_curve_path(model_name):
+    return load_data.analysis_dir() / f"{model_name}_learning_curve.png"
+
+
+def save_checkpoint(path, state):
+    with load_data.atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_checkpoint(path):
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several unrelated types for damaged files
+        raise load_data.DataError(f"{path}: cannot read checkpoint: {exc}") from None
+
+
+def rng_state():
+    return dict(cpu=torch.get_rng_state(), cuda=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [])
+
+
+def set_rng_state(state):
+    torch.set_rng_state(state["cpu"])
+    if state["cuda"] and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def import_try_script(model_name, fallback_path=None):
+    """Import a try_*.py module by its stem: from the project folder, else from fallback_path."""
+    path = HERE / f"{model_name}.py"
+    if not path.exists() and fallback_path is not None:
+        path = Path(fallback_path)
+    if not path.exists():
+        raise load_data.DataError(f"{HERE / (model_name + '.py')}: no such model script")
+    spec = importlib.util.spec_from_file_location(model_name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def load_trained(model_name, device="cpu", root=None):
+    """The trained model of analysis/final/<model_name>.pt in eval mode, and its config dict."""
+    if root is not None:
+        load_data.set_root(root)
+    path = checkpoint_path(model_name)
+    if not path.exists():
+        raise load_data.DataError(f"{path}: no checkpoint; train the model with {model_name}.py first")
+    state = load_checkpoint(path)
+    model = import_try_script(model_name, state.get("script")).build_model()
+    model.load_state_dict(state["model"])
+    return model.to(device).eval(), state["config"]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Evaluation
+
+
+def precompute_views(galaxy_ids, subset, prepro, workers):
+    """The untransformed views of each image: (N, 2, 3, 69, 69) float32 (the original's validation set)."""
+    import realtime_augmentation as ra
+
+    views = None
+    for positions, chunk_views in ra.fixed_views(galaxy_ids, subset, np.eye(3)[None], prepro=prepro):
+        if views is None:
+            views = np.empty((len(galaxy_ids),) + chunk_views.shape[2:], dtype=np.float32)
+        views[positions] = chunk_views[:, 0]
+    return views
+
+
+@torch.no_grad()
+def predict(model, views, device):
+    """Model outputs with dropout off for views (N, 2, 3, 69, 69) (numpy) -> (N, 37) float32 numpy."""
+    was_training = model.training
+    model.eval()
+    outputs = [model(torch.from_numpy(views[i:i + EVAL_BATCH_SIZE]).to(device)).float().cpu()
+               for i in range(0, len(views), EVAL_BATCH_SIZE)]
+    model.train(was_training)
+    return torch.cat(outputs).numpy()
+
+
+def rmse(predictions, targets):
+    return float(np.sqrt(np.mean((np.asarray(predictions, np.float64) - targets) ** 2)))
+
+
+def save_learning_curve(path, losses_train, losses_valid, mean_baseline):
+    """Train RMSE per chunk, validation RMSE where measured, and the training-mean baseline, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    ax.plot(np.arange(1, len(losses_train) + 1), losses_train, label="train RMSE (dropout on)", lw=1)
+    if losses_valid:
+        chunks, values = zip(*losses_valid)
+        ax.plot(chunks, values, "o-", label="validation RMSE", ms=3)
+    ax.axhline(mean_baseline, color="grey", ls="--", label=f"predict the training mean ({mean_baseline:.4f})")
+    ax.set_xlabel("chunks trained")
+    ax.set_ylabel("RMSE")
+    ax.set_title(path.stem)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    with load_data.atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Stopping on a signal
+
+
+class StopRequest:
+    """Turns the first SIGINT/SIGTERM into a request to stop after the current batch; a second one stops at once."""
+
+    def __init__(self):
+        self.requested = False
+        self.previous = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self.previous[sig] = signal.signal(sig, self.handle)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+    def handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        tqdm.write(f"{signal.Signals(signum).name} received: stopping after this batch "
+                   "(send it again to stop at once, without saving)")
+
+
+# ---------------------------------------------------------------------------------------------------
+# The loop
+
+
+def log(message):
+    tqdm.write(message)
+    sys.stdout.flush()
+
+
+def train_batch(model, optimizer, views, labels, normalise):
+    """One update on a minibatch; returns its MSE."""
+    predictions = model(views, normalise=normalise)
+    loss = F.mse_loss(predictions, labels)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+def main(recipe, argv=None):
+    """Run the shared training loop for the try_*.py module whose globals() are `recipe`."""
+    try:
+        args = parse_args(recipe, argv)
+        load_data.apply_root_argument(args)
+        run(recipe, args)
+    except (load_data.DataError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
+
+
+def run(recipe, args):
+    model_name = Path(recipe["__file__"]).stem
+    config = run_config(recipe, args)
+    device = pick_device(args.device)
+    ckpt_path = checkpoint_path(model_name)
+    num_chunks, batch_size = config["NUM_CHUNKS"], config["BATCH_SIZE"]
+    log(f"model {model_name} on {device}; writing {ckpt_path}")
+    log(f"learning-rate schedule (first chunk: lr) over {num_chunks} chunks: {config['LEARNING_RATE_SCHEDULE']}")
+
+    train_ids_all = load_data.load_ids("train")
+    labels_all = load_data.load_solutions()
+    if len(labels_all) != len(train_ids_all):
+        raise load_data.DataError(f"{load_data.solutions_train_path()}: {len(labels_all)} label rows but "
+                                  f"{len(train_ids_all)} IDs in {load_data.ids_path('train')}")
+    train_idx, valid_idx = load_data.train_valid_split(len(train_ids_all))
+    valid_idx = valid_idx[:args.max_valid]
+    train_ids, train_labels = train_ids_all[train_idx], labels_all[train_idx]
+    valid_ids, valid_labels = train_ids_all[valid_idx], labels_all[valid_idx]
+    mean_baseline = rmse(np.broadcast_to(train_labels.mean(axis=0), valid_labels.shape), valid_labels)
+    log(f"{len(train_ids)} training and {len(valid_ids)} validation images; "
+        f"predicting the training mean scores validation RMSE {mean_baseline:.6f}")
+
+    torch.manual_seed(config["SEED"])
+    model = recipe["build_model"]().to(device)
+    log(f"{sum(p.numel() for p in model.parameters()):,} parameters")
+    optimizer = NesterovMomentum(model.parameters(), lr=learning_rate_at(config["LEARNING_RATE_SCHEDULE"], 0),
+                                 momentum=config["MOMENTUM"])
+    state = dict(next_chunk=0, next_batch=0, chunk_losses=[], losses_train=[], losses_valid=[])
+    if ckpt_path.exists() and not args.fresh:
+        state = resume(ckpt_path, config, model, optimizer)
+
+    def checkpoint(**extra):
+        save_checkpoint(ckpt_path, dict(state, model=model.state_dict(), optimizer=optimizer.state_dict(),
+                                        config=config, seed=config["SEED"], model_name=model_name,
+                                        script=str(Path(recipe["__file__"]).resolve()), rng=rng_state(), **extra))
+
+    valid_prepro = prepro_matrices(config, valid_ids, "train")
+    valid_views = None
+    if state["next_chunk"] < num_chunks:
+        log("preparing the validation views")
+        valid_views = precompute_views(valid_ids, "train", valid_prepro, args.workers)
+        stopped = train_chunks(model, optimizer, config, state, args, device, checkpoint,
+                               train_ids, train_labels, valid_views, valid_labels, mean_baseline, model_name)
+        if stopped:
+            return
+
+    log("final predictions")
+    if valid_views is None:
+        valid_views = precompute_views(valid_ids, "train", valid_prepro, args.workers)
+    valid_predictions = np.clip(predict(model, valid_views, device), 0.0, 1.0)
+    valid_rmse = rmse(valid_predictions, valid_labels)
+    log(f"final validation RMSE {valid_rmse:.6f} (training-mean baseline {mean_baseline:.6f})")
+    checkpoint(valid_ids=torch.from_numpy(np.asarray(valid_ids)), valid_predictions=torch.from_numpy(valid_predictions),
+               valid_rmse=valid_rmse)
+    write_test_predictions(model, config, device, args.workers, model_name)
+
+
+def resume(path, config, model, optimizer):
+    """Restore model, optimiser and RNG from a checkpoint made with the same config; returns the loop state."""
+    saved = load_checkpoint(path)
+    if saved["config"] != config:
+        differing = sorted(k for k in set(config) | set(saved["config"]) if saved["config"].get(k) != config.get(k))
+        raise load_data.DataError(f"{path}: checkpoint was made with other settings ({', '.join(differing)}: "
+                                  f"{[saved['config'].get(k) for k in differing]} now {[config.get(k) for k in differing]}); "
+                                  "use the same options, or --fresh to start over")
+    model.load_state_dict(saved["model"])
+    optimizer.load_state_dict(saved["optimizer"])
+    set_rng_state(saved["rng"])
+    state = {key: saved[key] for key in ("next_chunk", "next_batch", "chunk_losses", "losses_train", "losses_valid")}
+    log(f"resuming from {path} at chunk {state['next_chunk'] + 1}, batch {state['next_batch'] + 1}")
+    return state
+
+
+def train_chunks(model, optimizer, config, state, args, device, checkpoint,
+                 train_ids, train_labels, valid_views, valid_labels, mean_baseline, model_name):
+    """Train from state's position to the end of the schedule, updating `state` in place.
+    Returns True when stopped by a signal (after saving), False when all chunks are done."""
+    import realtime_augmentation as ra
+
+    num_chunks, batch_size, chunk_size = config["NUM_CHUNKS"], config["BATCH_SIZE"], config["CHUNK_SIZE"]
+    batches_per_chunk = chunk_size // batch_size
+    train_prepro = prepro_matrices(config, train_ids, "train")
+    max_norm = getattr(model, "max_norm", None) is not None
+    chunks = ra.RandomChunks(train_ids, train_labels, subset="train", chunk_size=chunk_size, num_chunks=num_chunks,
+                             seed=config["SEED"], augmentation=config["AUGMENTATION"], prepro=train_prepro,
+                             start_chunk=state["next_chunk"], num_workers=args.workers)
+    remaining = (num_chunks - state["next_chunk"]) * batches_per_chunk - state["next_batch"]
+    model.train()
+    with StopRequest() as stop, tqdm(total=remaining * batch_size, unit="img", unit_scale=True,
+                                     dynamic_ncols=True, mininterval=1.0) as bar:
+        for chunk in chunks:
+            k = chunk.index
+            lr = learning_rate_at(config["LEARNING_RATE_SCHEDULE"], k)
+            optimizer.set_lr(lr)
+            normalise = k >= config["NUM_CHUNKS_NONORM"]
+            views = torch.from_numpy(chunk.views).to(device)
+            labels = torch.from_numpy(chunk.labels).to(device)
+            start_time, first_batch = time.time(), state["next_batch"]
+            for b in range(first_batch, batches_per_chunk):
+                batch = slice(b * batch_size, (b + 1) * batch_size)
+                state["chunk_losses"].append(train_batch(model, optimizer, views[batch], labels[batch], normalise))
+                if max_norm and (b + 1) % MAX_NORM_EVERY == 0:
+                    model.apply_max_norm()
+                state["next_batch"] = b + 1
+                bar.update(batch_size)
+                if stop.requested and b + 1 < batches_per_chunk:
+                    checkpoint()
+                    log_stopped(k, b + 1, batches_per_chunk)
+                    return True
+
+            speed = (batches_per_chunk - first_batch) * batch_size / (time.time() - start_time)
+            state["losses_train"].append(math.sqrt(np.mean(state["chunk_losses"])))
+            state.update(next_chunk=k + 1, next_batch=0, chunk_losses=[])
+            log(f"chunk {k + 1}/{num_chunks}  lr {lr:g}  train RMSE {state['losses_train'][-1]:.6f}  "
+                f"{speed:.1f} img/s{'' if normalise else '  (no output normalisation)'}")
+            if (k + 1) % config["VALIDATE_EVERY"] == 0 or k + 1 == num_chunks:
+                valid_rmse = rmse(predict(model, valid_views, device), valid_labels)
+                state["losses_valid"].append((k + 1, valid_rmse))
+                log(f"  validation RMSE {valid_rmse:.6f}  (predicting the training mean: {mean_baseline:.6f})")
+                checkpoint()
+                save_learning_curve(learning_curve_path(model_name), state["losses_train"],
+                                    state["losses_valid"], mean_baseline)
+            if stop.requested and k + 1 < num_chunks:
+                checkpoint()
+                log_stopped(k + 1, 0, batches_per_chunk)
+                return True
+    return False
+
+
+def log_stopped(chunk, batch, batches_per_chunk):
+    log(f"stopped after chunk {chunk + (batch == 0)}, batch {batch}/{batches_per_chunk}; checkpoint saved. "
+        f"Run the same command again to resume: {' '.join([Path(sys.argv[0]).name] + sys.argv[1:])}")
+
+
+def write_test_predictions(model, config, device, workers, model_name):
+    """Predict every test image (no augmentation) and write predictions/final/<model>.csv.gz."""
+    import submission
+
+    test_ids = load_data.load_ids("test")
+    views = precompute_views(test_ids, "test", prepro_matrices(config, test_ids, "test"), workers)
+    predictions = np.clip(predict(model, views, device), 0.0, 1.0)
+    path = load_data.predictions_dir() / f"{model_name}.csv.gz"
+    submission.write_submission(path, test_ids, predictions)
+    log(f"wrote {path}")
