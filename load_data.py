@@ -12,10 +12,12 @@ GALAXY_ROOT environment variable, so that tests and the demo never touch a user'
 Images are read from the RAM copy made by `copy_data_to_shm.py` when it exists, else from data/raw.
 When that script also built a decoded uint8 cache, `load_image` reads from it instead of decoding JPEGs.
 """
+import argparse
 import contextlib
 import gzip
 import hashlib
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -28,6 +30,16 @@ RAW_IMAGE_FOLDERS = {"train": "images_train_rev1", "test": "images_test_rev1"}
 SOLUTIONS_CSV = "training_solutions_rev1.csv"
 
 _root_override = None
+
+
+def _umask():
+    """The process umask (read once, at import, since reading it means setting it briefly)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask
+
+
+_NEW_FILE_MODE = 0o666 & ~_umask()  # the permissions an ordinary new file gets
 
 
 class DataError(Exception):
@@ -50,7 +62,13 @@ def set_root(path):
     """Use `path` as the project root for this process (None: back to the default)."""
     global _root_override
     _root_override = None if path is None else Path(path).resolve()
+    forget_cached()
+
+
+def forget_cached():
+    """Drop the IDs and open decoded caches read so far, so that files written since are read afresh."""
     _cached_ids.clear()
+    _open_caches.clear()
 
 
 def add_root_argument(parser):
@@ -242,6 +260,7 @@ def atomic_path(path):
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, _NEW_FILE_MODE)  # mkstemp makes files private; give the usual permissions
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -273,6 +292,26 @@ def load_gz(path):
             return np.load(f)
     except (OSError, ValueError, EOFError) as exc:
         raise DataError(f"{path}: cannot read as gzipped .npy: {exc}") from None
+
+
+def report_data_errors(work):
+    """Run a script's work(); a DataError becomes one line `error: ...` on stderr. Returns the exit status
+    (0, or 1 after a DataError)."""
+    try:
+        work()
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def run_root_only_script(description, work, argv=None):
+    """The whole main() of a script whose one option is --root: parse `argv`, apply --root, run work()
+    as report_data_errors does. Returns the exit status."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_root_argument(parser)
+    apply_root_argument(parser.parse_args(argv))
+    return report_data_errors(work)
 
 
 def hms(seconds):

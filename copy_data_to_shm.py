@@ -1,0 +1,156 @@
+"""Copy the images to RAM (/dev/shm) and, optionally, decode them once into a uint8 cache.
+
+    python copy_data_to_shm.py [--root ROOT] [--subsets train test] [--cache] [--workers N]
+
+As in the original solution, data/raw/images_{train,test}_rev1/ are copied to a folder in /dev/shm
+(load_data.ram_dir(); the GALAXY_RAM_DIR environment variable chooses another folder), so that reading
+images during training never waits on the disk. Files already there with the same size are skipped.
+
+With --cache, each subset is also decoded into one (N, 424, 424, 3) uint8 .npy in ID order
+(load_data.cache_path), which load_data.load_image then memory-maps instead of decoding JPEGs.
+That needs 424*424*3 bytes per image: about 33 GB for the 61,578 training images and 43 GB for the
+79,975 test images, so it is for machines with that much RAM to spare.
+"""
+import argparse
+import multiprocessing
+import os
+import shutil
+import sys
+import time
+
+import numpy as np
+from tqdm import tqdm
+
+import load_data
+
+IMAGE_SHAPE = (load_data.IMAGE_SIZE, load_data.IMAGE_SIZE, 3)
+BATCH_SIZE = 64  # images decoded per task handed to a worker process
+
+
+def check_ram_folder():
+    """DataError when the folder that should hold the RAM copy cannot be made (e.g. no /dev/shm)."""
+    parent = load_data.ram_dir().parent
+    if not parent.is_dir():
+        raise load_data.DataError(f"{parent}: folder does not exist (this system has no /dev/shm?); "
+                                  f"set GALAXY_RAM_DIR to a folder on a RAM disk, or skip this step "
+                                  f"(images are then read from data/raw)")
+
+
+def copy_images(subset):
+    """Copy data/raw/<images folder> to the RAM copy, skipping files already there with the same size.
+    Returns (number copied, number skipped)."""
+    source, target = load_data.raw_images_dir(subset), load_data.ram_images_dir(subset)
+    if not source.is_dir():
+        raise load_data.DataError(f"{source}: image folder missing")
+    target.mkdir(parents=True, exist_ok=True)
+    copied = skipped = 0
+    for source_file in tqdm(sorted(source.glob("*.jpg")), desc=f"copy {subset}", unit="img", disable=None):
+        target_file = target / source_file.name
+        if target_file.exists() and target_file.stat().st_size == source_file.stat().st_size:
+            skipped += 1
+            continue
+        with load_data.atomic_path(target_file) as tmp:
+            shutil.copyfile(source_file, tmp)
+        copied += 1
+    return copied, skipped
+
+
+def build_cache(subset, workers):
+    """Decode every image of a subset (in data/<subset>_ids.npy order) into load_data.cache_path(subset).
+    Returns (number of images, path written)."""
+    load_data.forget_cached()
+    galaxy_ids = load_data.load_ids(subset)
+    paths = [load_data.image_path(galaxy_id, subset) for galaxy_id in galaxy_ids]
+    target = load_data.cache_path(subset)
+    write_cache(target, galaxy_ids, paths, workers, desc=f"cache {subset}")
+    load_data.forget_cached()
+    return len(galaxy_ids), target
+
+
+def write_cache(target, galaxy_ids, paths, workers=1, desc="decode"):
+    """Decode the JPEGs `paths` (of `galaxy_ids`, for error messages) into an (N, 424, 424, 3) uint8 .npy
+    at `target`, row i from paths[i], using `workers` processes. Atomic: on any error no file is left."""
+    shape = (len(paths),) + IMAGE_SHAPE
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _check_free_space(target, int(np.prod(shape)))
+    tasks = [(i, int(g), str(p)) for i, (g, p) in enumerate(zip(galaxy_ids, paths))]
+    batches = [tasks[start:start + BATCH_SIZE] for start in range(0, len(tasks), BATCH_SIZE)]
+    with load_data.atomic_path(target) as tmp:
+        np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape).flush()
+        with tqdm(total=len(tasks), desc=desc, unit="img", disable=None) as bar:
+            for done in _decode_batches(tmp, batches, workers):
+                bar.update(done)
+
+
+def _decode_batches(cache_file, batches, workers):
+    """Run _decode_batch over `batches`, in this process or a pool; yields images done per batch."""
+    if workers <= 1:
+        _open_for_writing(cache_file)
+        try:
+            yield from map(_decode_batch, batches)
+        finally:
+            _open_for_writing(None)
+        return
+    with multiprocessing.Pool(workers, initializer=_open_for_writing, initargs=(cache_file,)) as pool:
+        yield from pool.imap_unordered(_decode_batch, batches)
+
+
+_cache_being_written = None  # the memory map that _decode_batch fills, one per process
+
+
+def _open_for_writing(cache_file):
+    """Open the cache file being built (None: close it)."""
+    global _cache_being_written
+    _cache_being_written = None if cache_file is None else np.load(cache_file, mmap_mode="r+")
+
+
+def _decode_batch(batch):
+    """Decode [(row, galaxy_id, path), ...] into the open cache; returns how many were decoded."""
+    for row, galaxy_id, path in batch:
+        _cache_being_written[row] = load_data.decode_jpeg(path, galaxy_id)
+    _cache_being_written.flush()
+    return len(batch)
+
+
+def _check_free_space(target, num_bytes):
+    free = shutil.disk_usage(target.parent).free
+    if free < num_bytes:
+        raise load_data.DataError(f"{target}: the cache needs {num_bytes / 1e9:.1f} GB but only "
+                                  f"{free / 1e9:.1f} GB is free in {target.parent}")
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    load_data.add_root_argument(parser)
+    parser.add_argument("--subsets", nargs="+", choices=load_data.SUBSETS, default=list(load_data.SUBSETS),
+                        help="which image folders to copy (default: both)")
+    parser.add_argument("--cache", action="store_true",
+                        help="also decode each subset into a uint8 .npy cache (424*424*3 bytes per image)")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                        help="processes decoding JPEGs for the cache (default: one per CPU core)")
+    return parser.parse_args(argv)
+
+
+def copy_and_cache(subsets, cache, workers):
+    """Copy each subset's images to RAM and, when `cache`, build its decoded cache; prints what it did."""
+    check_ram_folder()
+    for subset in subsets:
+        start = time.time()
+        copied, skipped = copy_images(subset)
+        print(f"{subset}: copied {copied} images, {skipped} already there -> "
+              f"{load_data.ram_images_dir(subset)} ({load_data.hms(time.time() - start)})")
+        if cache:
+            start = time.time()
+            count, path = build_cache(subset, workers)
+            print(f"{subset}: decoded {count} images -> {path} ({load_data.hms(time.time() - start)})")
+
+
+def main(argv=None):
+    """Command-line entry point; returns the exit status."""
+    args = parse_args(argv)
+    load_data.apply_root_argument(args)
+    return load_data.report_data_errors(lambda: copy_and_cache(args.subsets, args.cache, args.workers))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,53 @@
+"""Write the sorted GalaxyID lists of the training and test images.
+
+    python create_train_ids.py [--root ROOT]
+
+Reads the file names of data/raw/images_train_rev1/ and data/raw/images_test_rev1/ (each `<GalaxyID>.jpg`)
+and writes data/train_ids.npy and data/test_ids.npy: int64 (N,), ascending. Every other script takes
+its image order from these files.
+"""
+import sys
+
+import numpy as np
+
+import load_data
+
+
+def image_ids(folder):
+    """The GalaxyIDs of the `<GalaxyID>.jpg` files in `folder`, int64 (N,) ascending.
+    Raises DataError for a missing or empty folder or any other entry in it."""
+    if not folder.is_dir():
+        raise load_data.DataError(f"{folder}: image folder missing")
+    ids = [_id_of(entry) for entry in sorted(folder.iterdir())]
+    if not ids:
+        raise load_data.DataError(f"{folder}: no images in the folder")
+    return np.sort(np.array(ids, dtype=np.int64))
+
+
+def _id_of(entry):
+    """The GalaxyID named by one folder entry `<GalaxyID>.jpg`, written the way load_data spells it."""
+    stem = entry.name[:-len(".jpg")] if entry.name.endswith(".jpg") else None
+    if not entry.is_file() or stem is None or not stem.isdigit() or str(int(stem)) != stem:
+        raise load_data.DataError(f"{entry}: not an image named <GalaxyID>.jpg (GalaxyID a plain integer); "
+                                  f"remove it from the folder")
+    return int(stem)
+
+
+def write_ids():
+    """Read both image folders, then write both ID files (nothing is written when either folder is bad)
+    and say what was written."""
+    ids = {subset: image_ids(load_data.raw_images_dir(subset)) for subset in load_data.SUBSETS}
+    for subset, subset_ids in ids.items():
+        path = load_data.ids_path(subset)
+        load_data.save_npy(path, subset_ids)
+        print(f"{subset}: {len(subset_ids)} GalaxyIDs -> {path}")
+    load_data.forget_cached()
+
+
+def main(argv=None):
+    """Command-line entry point; returns the exit status."""
+    return load_data.run_root_only_script(__doc__, write_ids, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
