@@ -1,0 +1,147 @@
+"""Render a synthetic Galaxy Zoo dataset in the Kaggle layout (the project's built-in demo and test data).
+
+    python make_synthetic_data.py [--root ROOT] [--num-train 2700] [--num-test 300] [--seed 0] [--workers W]
+
+Writes under the data root:
+    data/raw/images_train_rev1/<GalaxyID>.jpg, data/raw/images_test_rev1/<GalaxyID>.jpg
+    data/raw/training_solutions_rev1.csv      the training labels (header GalaxyID,Class1.1,...,Class11.6)
+    data/raw/synthetic_test_solutions.csv     the test labels, same format (only the scoring step reads it)
+
+GalaxyIDs are distinct 6-digit numbers drawn from the seed; each image and its labels depend only on
+(seed, GalaxyID), so the same seed gives the same bytes. The CSVs are written last: a run that stopped
+early leaves no CSV. Refuses to write into image folders that already hold images, unless --overwrite.
+"""
+import argparse
+import os
+import sys
+import time
+from multiprocessing import Pool
+
+import numpy as np
+from tqdm import tqdm
+
+import decision_tree
+import load_data
+import synthetic_galaxies
+
+SYNTHETIC_TEST_SOLUTIONS = "synthetic_test_solutions.csv"
+FIRST_ID, LAST_ID = 100000, 999999  # 6-digit GalaxyIDs, like the real ones
+DECIMALS = 6
+
+
+def synthetic_test_solutions_path():
+    """Where the synthetic test labels live: data/raw/synthetic_test_solutions.csv under the current root."""
+    return load_data.raw_dir() / SYNTHETIC_TEST_SOLUTIONS
+
+
+def draw_galaxy_ids(seed, num_train, num_test):
+    """Distinct 6-digit GalaxyIDs for both subsets, drawn from `seed`: (train int64 (N,), test int64 (M,)),
+    each ascending, the two disjoint."""
+    total = num_train + num_test
+    if total > LAST_ID - FIRST_ID + 1:
+        raise load_data.DataError(f"cannot draw {total} distinct 6-digit GalaxyIDs")
+    ids = FIRST_ID + np.random.default_rng([seed]).choice(LAST_ID - FIRST_ID + 1, total, replace=False)
+    return np.sort(ids[:num_train]).astype(np.int64), np.sort(ids[num_train:]).astype(np.int64)
+
+
+def render_to_file(task):
+    """Render galaxy `galaxy_id` of dataset `seed` and write its JPEG to `path`.
+    task = (seed, galaxy_id, path); returns its labels, float64 (37,)."""
+    seed, galaxy_id, path = task
+    image, labels, _ = synthetic_galaxies.make_example(seed, int(galaxy_id))
+    with open(path, "wb") as f:
+        f.write(synthetic_galaxies.encode_jpeg(image))
+    return labels
+
+
+def render_all(tasks, workers):
+    """Run render_to_file over `tasks` with a progress bar, in `workers` processes (1: in this process).
+    Returns the labels, float64 (len(tasks), 37), in task order."""
+    progress = dict(total=len(tasks), unit="img", desc="rendering", mininterval=1.0)
+    if workers == 1:
+        return np.array([render_to_file(t) for t in tqdm(tasks, **progress)])
+    with Pool(workers) as pool:
+        return np.array(list(tqdm(pool.imap(render_to_file, tasks, chunksize=16), **progress)))
+
+
+def rounded_labels(labels, galaxy_ids):
+    """Labels rounded to the CSV's decimals; raises DataError if rounding broke the decision tree."""
+    rounded = np.round(labels, DECIMALS)
+    bad = decision_tree.tree_violations(rounded, 1e-5)
+    if bad:
+        row, question, actual, expected = bad[0]
+        raise load_data.DataError(f"GalaxyID {galaxy_ids[row]}: question {question} sums to {actual}, "
+                                  f"expected {expected} after rounding")
+    return rounded
+
+
+def write_solutions_csv(path, galaxy_ids, labels):
+    """Write a Kaggle-style solutions CSV atomically: header CSV_HEADER, one row per ID (as given, ascending),
+    values with 6 decimals. galaxy_ids: (N,), labels: (N, 37)."""
+    rounded = rounded_labels(labels, galaxy_ids)
+    lines = [",".join(decision_tree.CSV_HEADER)]
+    lines += [f"{g}," + ",".join(f"{v:.{DECIMALS}f}" for v in row) for g, row in zip(galaxy_ids, rounded)]
+    with load_data.atomic_path(path) as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
+
+
+def prepare_folders(overwrite):
+    """Create the raw image folders; refuse (DataError) when they already hold images, unless `overwrite`,
+    which removes the old images and CSVs first so that a stopped run is still detectable."""
+    folders = [load_data.raw_images_dir(subset) for subset in load_data.SUBSETS]
+    for folder in folders:
+        old = sorted(folder.glob("*.jpg")) if folder.is_dir() else []
+        if old and not overwrite:
+            raise load_data.DataError(f"{folder}: already holds {len(old)} images; "
+                                      f"use --overwrite to replace them, or another --root")
+        for path in old:
+            path.unlink()
+        folder.mkdir(parents=True, exist_ok=True)
+    for csv_path in (load_data.solutions_csv_path(), synthetic_test_solutions_path()):
+        if overwrite and csv_path.exists():
+            csv_path.unlink()
+
+
+def make_dataset(num_train, num_test, seed, workers, overwrite=False):
+    """Render both subsets and write their CSVs under the current root. Returns the images per second."""
+    if num_train < 1 or num_test < 1:
+        raise load_data.DataError("--num-train and --num-test must be at least 1")
+    prepare_folders(overwrite)
+    subsets = dict(zip(load_data.SUBSETS, draw_galaxy_ids(seed, num_train, num_test)))
+    tasks = [(seed, g, load_data.raw_images_dir(subset) / f"{g}.jpg")
+             for subset, ids in subsets.items() for g in ids]
+    start = time.time()
+    labels = render_all(tasks, workers)
+    rate = len(tasks) / (time.time() - start)
+    write_solutions_csv(load_data.solutions_csv_path(), subsets["train"], labels[:num_train])
+    write_solutions_csv(synthetic_test_solutions_path(), subsets["test"], labels[num_train:])
+    return rate
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    load_data.add_root_argument(parser)
+    parser.add_argument("--num-train", type=int, default=2700, help="training images (default 2700)")
+    parser.add_argument("--num-test", type=int, default=300, help="test images (default 300)")
+    parser.add_argument("--seed", type=int, default=0, help="dataset seed (default 0)")
+    parser.add_argument("--workers", type=int, default=os.cpu_count(),
+                        help="rendering processes (default: the number of CPU cores)")
+    parser.add_argument("--overwrite", action="store_true", help="replace images already in the raw folders")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    """Command-line entry point; returns the exit status."""
+    args = parse_args(argv)
+    load_data.apply_root_argument(args)
+
+    def work():
+        rate = make_dataset(args.num_train, args.num_test, args.seed, max(1, args.workers), args.overwrite)
+        print(f"{args.num_train} training + {args.num_test} test images in {load_data.raw_dir()} "
+              f"({rate:.1f} images/s with {max(1, args.workers)} workers)")
+
+    return load_data.report_data_errors(work)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
