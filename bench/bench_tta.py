@@ -1,0 +1,93 @@
+"""Speed of test-time averaging with the best model (full size, random weights): images per second when
+each image is warped into 60 transformed view pairs and all of them go through the network.
+
+    python bench/bench_tta.py                       # 20 images x 60 transforms on CPU, and on CUDA when available
+    python bench/bench_tta.py --images 5 --batch-size 64
+
+The views are made in this process (realtime_augmentation.warp_views, one call per image and transform) from
+synthetic 424x424 images held in memory, so JPEG decoding is not counted. Printed: the warping and the
+forward passes separately and together, as images/s and views/s, and the projected time for the 86,132
+images of the real validation split and test set (predict_augmented_npy.py overlaps warping, done in
+background processes, with the forward passes, so its time lies between the slower part's and the sum).
+"""
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import convnet  # noqa: E402
+import predict_augmented_npy  # noqa: E402
+import realtime_augmentation as ra  # noqa: E402
+
+REAL_IMAGES = 6_157 + 79_975  # validation split (10% of 61,578) + test set
+
+
+def synthetic_images(num, seed=0):
+    """num smooth random galaxies on a noisy sky: uint8 (num, 424, 424, 3)."""
+    rng = np.random.default_rng(seed)
+    rows, cols = np.mgrid[0:424, 0:424]
+    images = []
+    for _ in range(num):
+        centre = 211.5 + rng.normal(0, 5, 2)
+        radius2 = ((cols - centre[0]) ** 2 + ((rows - centre[1]) / rng.uniform(0.4, 1.0)) ** 2) / rng.uniform(200, 2000)
+        image = np.exp(-radius2)[..., None] * rng.uniform(0.4, 1.0, 3) + rng.normal(0.03, 0.01, (424, 424, 3))
+        images.append((np.clip(image, 0, 1) * 255).astype(np.uint8))
+    return np.stack(images)
+
+
+def time_warping(images, transforms):
+    """All views (N, T, 2, 3, 69, 69) and the seconds spent making them."""
+    start = time.perf_counter()
+    views = np.stack([np.stack([ra.warp_views(image, t, None) for t in transforms]) for image in images])
+    return views, time.perf_counter() - start
+
+
+def time_forward(model, views, device, batch_size):
+    """Seconds for the model's outputs on every view pair, after one untimed warm-up batch."""
+    predict_augmented_npy.predict_views(model, views[:1, :batch_size], device, batch_size)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    predict_augmented_npy.predict_views(model, views, device, batch_size)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - start
+
+
+def report(label, seconds, num_images, num_views):
+    print(f"  {label:<22} {num_images / seconds:9.2f} images/s {num_views / seconds:10.1f} views/s   "
+          f"projected {REAL_IMAGES:,} images: {REAL_IMAGES / (num_images / seconds) / 3600:7.2f} h")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=int, default=20, help="images to average over the transforms")
+    parser.add_argument("--batch-size", type=int, default=predict_augmented_npy.BATCH_SIZE, help="views per forward pass")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the images and the random weights")
+    args = parser.parse_args(argv)
+
+    torch.manual_seed(args.seed)
+    model = convnet.GalaxyConvNet().eval()
+    transforms = ra.tta_transforms()
+    images = synthetic_images(args.images, args.seed)
+    num_views = args.images * len(transforms)
+    print(f"{args.images} images x {len(transforms)} transforms = {num_views} view pairs, "
+          f"batches of {args.batch_size}, {torch.get_num_threads()} CPU threads")
+    views, warp_seconds = time_warping(images, transforms)
+    report("warping (CPU)", warp_seconds, args.images, num_views)
+
+    devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+    for device in devices:
+        name = "CPU" if device.type == "cpu" else torch.cuda.get_device_name(device)
+        forward_seconds = time_forward(model.to(device), views, device, args.batch_size)
+        report(f"forward ({name})", forward_seconds, args.images, num_views)
+        report(f"warp + forward ({name})", warp_seconds + forward_seconds, args.images, num_views)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,156 @@
+"""Blend the test-time-averaged predictions of every model that has them, with weights fitted on the
+validation set, as in the original solution.
+
+Reads predictions/final/augmented/{valid,test}/<model>.npy.gz for every model whose test file exists, and
+the validation split of data/solutions_train.npy. Writes to predictions/final/blended/:
+
+    blended_predictions_uniform.npy.gz    the plain average of all models (the blend that was submitted)
+    blended_predictions.npy.gz            one weight per model
+    blended_predictions_separate.npy.gz   one weight per model per output column
+
+Weights are a softmax of free parameters (so they are non-negative and sum to 1), fitted by L-BFGS-B
+on the validation MSE with its analytic gradient, starting from the uniform blend. Test predictions are
+read one file at a time and accumulated, so memory holds one model's test set and the three blends.
+The fitted weights show which models help; convert_npy_to_csv.py turns a blend into a submission.
+"""
+import sys
+
+import numpy as np
+import scipy.optimize
+
+import decision_tree
+import load_data
+
+BLEND_FILES = {"uniform": "blended_predictions_uniform.npy.gz", "per_model": "blended_predictions.npy.gz",
+               "per_column": "blended_predictions_separate.npy.gz"}
+
+
+def augmented_dir(subset):
+    """predictions/final/augmented/<subset> (subset: 'valid' or 'test')."""
+    return load_data.predictions_dir() / "augmented" / subset
+
+
+def blended_dir():
+    return load_data.predictions_dir() / "blended"
+
+
+def available_models():
+    """Sorted names of the models with a test-set prediction file; each must also have its validation file."""
+    models = sorted(p.name[:-len(".npy.gz")] for p in augmented_dir("test").glob("*.npy.gz"))
+    if not models:
+        raise load_data.DataError(f"{augmented_dir('test')}: no <model>.npy.gz predictions; "
+                                  "run predict_augmented_npy.py for at least one model first")
+    for model in models:
+        if not (augmented_dir("valid") / f"{model}.npy.gz").exists():
+            raise load_data.DataError(f"{augmented_dir('valid') / (model + '.npy.gz')}: missing (the test "
+                                      "predictions of this model exist); rerun predict_augmented_npy.py for it")
+    return models
+
+
+def validation_labels():
+    """Labels of the validation split: (N_valid, 37) float64."""
+    labels = load_data.load_solutions()
+    num_train = len(load_data.load_ids("train"))
+    if len(labels) != num_train:
+        raise load_data.DataError(f"{load_data.solutions_train_path()}: {len(labels)} label rows but "
+                                  f"{num_train} IDs in {load_data.ids_path('train')}")
+    return labels[load_data.train_valid_split(num_train)[1]].astype(np.float64)
+
+
+def load_checked(path, shape):
+    """One model's predictions from path, refused unless shaped `shape`."""
+    predictions = load_data.load_gz(path)
+    if predictions.shape != shape:
+        raise load_data.DataError(f"{path}: predictions have shape {predictions.shape}, expected {shape}")
+    return predictions.astype(np.float64)
+
+
+def softmax(params, axis=0):
+    shifted = np.exp(params - params.max(axis=axis, keepdims=True))
+    return shifted / shifted.sum(axis=axis, keepdims=True)
+
+
+def blend(stack, weights):
+    """stack (M, N, 37) of M models' predictions, weights (M,) or (M, 37) -> blended (N, 37)."""
+    weights = weights if weights.ndim == 2 else weights[:, None]
+    return np.einsum("mnc,mc->nc", stack, weights)
+
+
+def blend_loss_and_gradient(params, stack, labels):
+    """Validation MSE of the blend with weights softmax(params) over models, and its gradient.
+
+    params: (M,) one weight per model, or (M * 37,) one weight per model per column (model-major)."""
+    num_models = len(stack)
+    per_column = params.size != num_models
+    logits = params.reshape(num_models, -1)
+    weights = softmax(logits, axis=0)  # (M, 1) or (M, 37)
+    residual = blend(stack, weights) - labels
+    loss = np.mean(residual ** 2)
+    # d loss / d weight[m, c] = 2 / (N * 37) * sum_n residual[n, c] * stack[m, n, c]
+    grad_weights = 2.0 / residual.size * np.einsum("nc,mnc->mc", residual, stack)
+    if not per_column:
+        grad_weights = grad_weights.sum(axis=1, keepdims=True)
+    # Softmax Jacobian along the model axis: dL/dlogit = w * (dL/dw - sum_m w dL/dw).
+    grad_logits = weights * (grad_weights - (weights * grad_weights).sum(axis=0, keepdims=True))
+    return loss, grad_logits.ravel()
+
+
+def fit_weights(stack, labels, per_column):
+    """Softmax weights fitted on (stack (M, N, 37), labels (N, 37)): (M,) or, per_column, (M, 37)."""
+    num_models = len(stack)
+    size = num_models * decision_tree.NUM_OUTPUTS if per_column else num_models
+    result = scipy.optimize.minimize(blend_loss_and_gradient, np.zeros(size), args=(stack, labels), jac=True,
+                                     method="L-BFGS-B", options=dict(maxiter=10000, maxfun=10000, gtol=1e-9))
+    weights = softmax(result.x.reshape(num_models, -1), axis=0)
+    return weights if per_column else weights[:, 0]
+
+
+def rmse(predictions, labels):
+    return float(np.sqrt(np.mean((predictions - labels) ** 2)))
+
+
+def blend_test_set(models, weights_by_blend, num_test):
+    """Apply each blend's weights to the test predictions, one model's file at a time: {blend name: (N_test, 37)}."""
+    totals = {name: np.zeros((num_test, decision_tree.NUM_OUTPUTS)) for name in weights_by_blend}
+    for m, model in enumerate(models):
+        predictions = load_checked(augmented_dir("test") / f"{model}.npy.gz", (num_test, decision_tree.NUM_OUTPUTS))
+        for name, weights in weights_by_blend.items():
+            totals[name] += predictions * weights[m]  # a scalar, or (37,) per column
+    return totals
+
+
+def run():
+    models = available_models()
+    labels = validation_labels()
+    stack = np.stack([load_checked(augmented_dir("valid") / f"{model}.npy.gz", labels.shape) for model in models])
+    num_models = len(models)
+    print(f"{num_models} models, {len(labels)} validation images")
+    print("validation RMSE of each model:")
+    for model, predictions in zip(models, stack):
+        print(f"  {rmse(predictions, labels):.6f}  {model}")
+
+    weights_by_blend = {"uniform": np.full(num_models, 1.0 / num_models),
+                        "per_model": fit_weights(stack, labels, per_column=False),
+                        "per_column": fit_weights(stack, labels, per_column=True)}
+    print("weights, one per model (per column: min / mean / max over the 37 columns):")
+    for m, model in enumerate(models):
+        column_weights = weights_by_blend["per_column"][m]
+        print(f"  {weights_by_blend['per_model'][m]:.5f}  ({column_weights.min():.5f} / {column_weights.mean():.5f} / "
+              f"{column_weights.max():.5f})  {model}")
+    print("validation RMSE of the blends:")
+    for name, weights in weights_by_blend.items():
+        print(f"  {rmse(blend(stack, weights), labels):.6f}  {name} ({BLEND_FILES[name]})")
+
+    num_test = len(load_data.load_ids("test"))
+    for name, blended in blend_test_set(models, weights_by_blend, num_test).items():
+        path = blended_dir() / BLEND_FILES[name]
+        load_data.save_gz(path, blended.astype(np.float32))
+        print(f"wrote {path}")
+
+
+def main(argv=None):
+    return load_data.run_root_only_script(__doc__, run, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

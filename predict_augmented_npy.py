@@ -1,0 +1,135 @@
+"""Test-time averaging: predict the validation split and the test set with a trained model, averaging each
+image's predictions over 60 transforms (10 rotations 36 degrees apart x zooms 1/1.2, 1, 1.2 x flipped or
+not), as in the original solution.
+
+    python predict_augmented_npy.py try_convnet_cc_multirotflip_3x69r45_maxout2048_extradense
+    python predict_augmented_npy.py MODEL --num-transforms 6        # a quicker, coarser average
+
+Reads analysis/final/<MODEL>.pt; writes predictions/final/augmented/valid/<MODEL>.npy.gz and
+predictions/final/augmented/test/<MODEL>.npy.gz ((N, 37) float32, rows in ID order), then prints the
+validation RMSE of the identity transform alone and of the average.
+
+--num-transforms T keeps T of the 60 transforms, spread evenly: list the 60 with the rotation angle
+varying slowest (0, 36, ..., 324 degrees), then unflipped/flipped, then the zoom fastest (1, 1/1.2, 1.2),
+and take entries floor(k * 60 / T) for k = 0..T-1. Entry 0 is the identity, so every subset contains it;
+T=2 gives the identity and its 180-degree turn, T=10 the 10 rotations at zoom 1, T=20 adds their flipped
+copies, T=30 covers every rotation with two of the six (flip, zoom) combinations.
+"""
+import argparse
+import sys
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+import decision_tree
+import load_data
+import realtime_augmentation as ra
+import train
+
+NUM_ROTATIONS, NUM_FLIPS, NUM_ZOOMS = 10, 2, 3
+# tta_transforms() lists zooms (1/1.2, 1, 1.2); the spread order visits zoom 1 first.
+ZOOMS_IDENTITY_FIRST = (1, 0, 2)
+BATCH_SIZE = 32  # views per forward pass, as in the original solution
+
+
+def spread_transform_indices(num_transforms):
+    """Indices into tta_transforms() of an evenly spread subset of num_transforms (1..60) transforms,
+    the identity first (see the module docstring for the order)."""
+    total = NUM_ROTATIONS * NUM_FLIPS * NUM_ZOOMS
+    if not 1 <= num_transforms <= total:
+        raise ValueError(f"--num-transforms must be within 1..{total}, got {num_transforms}")
+    picks = np.arange(num_transforms) * total // num_transforms
+    rotation, rest = np.divmod(picks, NUM_FLIPS * NUM_ZOOMS)
+    flip, zoom = np.divmod(rest, NUM_ZOOMS)
+    # tta_transforms() order: for zoom, for rotation, [unflipped, flipped].
+    return np.asarray(ZOOMS_IDENTITY_FIRST)[zoom] * NUM_ROTATIONS * NUM_FLIPS + rotation * NUM_FLIPS + flip
+
+
+def selected_transforms(num_transforms):
+    """(T, 3, 3) augmentation matrices, entry 0 the identity."""
+    return ra.tta_transforms()[spread_transform_indices(num_transforms)]
+
+
+@torch.no_grad()
+def predict_views(model, views, device, batch_size=BATCH_SIZE):
+    """Model outputs for every view set: views (m, T, 2, 3, 69, 69) numpy -> (m, T, 37) float64 numpy."""
+    flat = torch.from_numpy(np.ascontiguousarray(views).reshape((-1,) + views.shape[2:]))
+    outputs = [model(flat[i:i + batch_size].to(device)).double().cpu() for i in range(0, len(flat), batch_size)]
+    return torch.cat(outputs).numpy().reshape(views.shape[0], views.shape[1], decision_tree.NUM_OUTPUTS)
+
+
+def predict_augmented(model, galaxy_ids, subset, transforms, prepro, device, batch_size=BATCH_SIZE, workers=None,
+                      label=None):
+    """Predictions for galaxy_ids (N,) of `subset` averaged over transforms (T, 3, 3), and those of
+    transforms[0] alone: two (N, 37) float64 arrays in the order of galaxy_ids. label names the progress bar."""
+    averaged = np.empty((len(galaxy_ids), decision_tree.NUM_OUTPUTS))
+    first_only = np.empty_like(averaged)
+    views_source = ra.fixed_views(galaxy_ids, subset, transforms, prepro=prepro, num_workers=workers)
+    with tqdm(total=len(galaxy_ids), desc=label or subset, unit="img",
+              dynamic_ncols=True, mininterval=1.0) as bar:
+        for positions, views in views_source:
+            outputs = predict_views(model, views, device, batch_size)
+            averaged[positions] = outputs.mean(axis=1)
+            first_only[positions] = outputs[:, 0]
+            bar.update(len(positions))
+    return averaged, first_only
+
+
+def target_path(model_name, split):
+    """predictions/final/augmented/<split>/<model_name>.npy.gz (split: 'valid' or 'test')."""
+    return load_data.predictions_dir() / "augmented" / split / f"{model_name}.npy.gz"
+
+
+def run(args):
+    device = train.pick_device(args.device)
+    model, config = train.load_trained(args.model, device=device)
+    transforms = selected_transforms(args.num_transforms)
+    print(f"{args.model} on {device}: averaging over {len(transforms)} transforms")
+
+    train_ids, labels = load_data.load_ids("train"), load_data.load_solutions()
+    if len(labels) != len(train_ids):
+        raise load_data.DataError(f"{load_data.solutions_train_path()}: {len(labels)} label rows but "
+                                  f"{len(train_ids)} IDs in {load_data.ids_path('train')}")
+    valid_idx = load_data.train_valid_split(len(train_ids))[1]
+    splits = (("valid", train_ids[valid_idx], "train"), ("test", load_data.load_ids("test"), "test"))
+    results = {}
+    for split, ids, subset in splits:
+        prepro = train.prepro_matrices(config, ids, subset)
+        averaged, identity = predict_augmented(model, ids, subset, transforms, prepro, device, args.batch_size,
+                                               args.workers, label=split)
+        path = target_path(args.model, split)
+        load_data.save_gz(path, np.clip(averaged, 0.0, 1.0).astype(np.float32))
+        print(f"wrote {path}")
+        results[split] = (averaged, identity)
+    averaged, identity = results["valid"]
+    valid_labels = labels[valid_idx]
+    print(f"validation RMSE ({len(valid_idx)} images): identity transform only {train.rmse(identity, valid_labels):.6f}, "
+          f"averaged over {len(transforms)} transforms {train.rmse(averaged, valid_labels):.6f}")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model", help="the try_*.py script's name without .py (its checkpoint is analysis/final/MODEL.pt)")
+    parser.add_argument("--num-transforms", type=int, default=NUM_ROTATIONS * NUM_FLIPS * NUM_ZOOMS,
+                        help="how many of the 60 transforms to average over (an evenly spread subset; default all)")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, or auto (cuda when available)")
+    parser.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="views per forward pass")
+    parser.add_argument("--workers", type=int, default=None, help="background processes preparing the views")
+    load_data.add_root_argument(parser)
+    args = parser.parse_args(argv)
+    if args.batch_size < 1:
+        parser.error(f"--batch-size must be at least 1, got {args.batch_size}")
+    if not 1 <= args.num_transforms <= NUM_ROTATIONS * NUM_FLIPS * NUM_ZOOMS:
+        parser.error(f"--num-transforms must be within 1..{NUM_ROTATIONS * NUM_FLIPS * NUM_ZOOMS}, got {args.num_transforms}")
+    load_data.apply_root_argument(args)
+    try:
+        run(args)
+    except (load_data.DataError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,406 @@
+"""Turn 424x424 galaxy images into the network's input: two 69x69 views per image, augmented at random for
+training (RandomChunks) or by fixed transforms for validation and test-time averaging (fixed_views).
+
+Coordinates: every transform is a (3, 3) float64 homogeneous matrix mapping OUTPUT pixel coordinates
+(x = column, y = row) to INPUT pixel coordinates, the inverse-map convention of skimage.transform.warp.
+A view's matrix is the input-side chain
+
+    output -> downsample/crop -> [45 degree rotation for view 2] -> augmentation -> preprocessing -> input
+
+that is `prepro @ augment @ view_transform`, applied with one bilinear interpolation that reflects at the
+borders, as in the original solution. Pixel (i, j) has its centre at (j, i); the image centre is (211.5, 211.5).
+"""
+import collections
+import math
+import multiprocessing
+import os
+import queue
+import signal
+import threading
+
+import cv2
+import numpy as np
+
+import load_data
+
+IMAGE_SIZE = load_data.IMAGE_SIZE
+IMAGE_CENTRE = (IMAGE_SIZE - 1) / 2.0
+VIEW_SIZE = 69
+PART_SIZE = 45
+NUM_VIEWS = 2
+NUM_CHANNELS = 3
+COLOUR_PCA_DIRECTION = np.array([-0.0148366, -0.01253134, -0.01040762], dtype=np.float32)
+COLOUR_STD = 0.5
+DEFAULT_AUGMENTATION = dict(zoom_range=(1 / 1.3, 1.3), rotation_range=(0, 360), translation_range=(-4, 4),
+                            do_flip=True)
+DOWNSAMPLE_FACTOR = 3.0
+VIEW_2_ROTATION = 45.0
+
+# Border handling of the fast path. skimage's warp mode 'reflect' (the original's) mirrors without repeating
+# the edge pixel, like numpy's 'reflect' and OpenCV's BORDER_REFLECT_101 (checked in tests/test_augmentation.py).
+CV2_BORDER = cv2.BORDER_REFLECT_101
+CV2_FLAGS = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+
+Chunk = collections.namedtuple("Chunk", ["index", "views", "labels", "positions"])
+
+
+# ---------------------------------------------------------------------------------------------------
+# Transforms
+
+
+def translation_matrix(dx, dy):
+    return np.array([[1.0, 0.0, dx], [0.0, 1.0, dy], [0.0, 0.0, 1.0]])
+
+
+def about_centre(linear, translation=(0.0, 0.0), centre=IMAGE_CENTRE):
+    """(3, 3) matrix x -> centre + linear @ (x - centre) + translation, for a (2, 2) `linear` part."""
+    matrix = np.eye(3)
+    matrix[:2, :2] = linear
+    matrix[:2, 2] = translation
+    return translation_matrix(centre, centre) @ matrix @ translation_matrix(-centre, -centre)
+
+
+def downsample_transform(ds_factor=DOWNSAMPLE_FACTOR, target_size=VIEW_SIZE):
+    """(3, 3): a target_size x target_size output that samples the centre (ds_factor * target_size)-pixel
+    square of the image every ds_factor pixels; output centre pixel -> image centre (as skimage's resize
+    places pixel centres, which the original mimicked)."""
+    output_centre = (target_size - 1) / 2.0
+    matrix = np.diag([ds_factor, ds_factor, 1.0])
+    matrix[:2, 2] = IMAGE_CENTRE - ds_factor * output_centre
+    return matrix
+
+
+def augmentation_transform(zoom=1.0, rotation=0.0, translation=(0.0, 0.0), flip=False):
+    """(3, 3) about the image centre: sample input at centre + R(rotation) F (x - centre) / zoom + translation,
+    with F mirroring x when `flip`. zoom > 1 magnifies; rotation in degrees; translation in input pixels.
+    The flipped matrix equals the original's flip (rotation + 180 with a 180 degree shear)."""
+    angle = np.deg2rad(rotation)
+    rotate = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    mirror = np.diag([-1.0 if flip else 1.0, 1.0])
+    return about_centre(rotate @ mirror / zoom, translation)
+
+
+VIEW_TRANSFORMS = [
+    downsample_transform(),
+    augmentation_transform(rotation=VIEW_2_ROTATION) @ downsample_transform(),
+]
+
+
+def random_augmentation(rng, zoom_range, rotation_range, translation_range, do_flip):
+    """One random augmentation (3, 3), drawn as the original did: translation x and y uniform in
+    translation_range, rotation uniform in rotation_range (degrees), a flip with probability 1/2 (no draw when
+    do_flip is false), zoom log-uniform in zoom_range."""
+    translation = (rng.uniform(*translation_range), rng.uniform(*translation_range))
+    rotation = rng.uniform(*rotation_range)
+    flip = bool(do_flip) and bool(rng.integers(2))
+    zoom = math.exp(rng.uniform(math.log(zoom_range[0]), math.log(zoom_range[1])))
+    return augmentation_transform(zoom, rotation, translation, flip)
+
+
+def centring_transform(x, y, a=None, petro_radius=None, rescale=False, target_radius=160.0, limit=1.5):
+    """(3, 3) preprocessing that moves the measured galaxy centre (x, y) to the image centre and, with
+    `rescale`, zooms by target_radius / (petro_radius * a) clamped to [1/limit, limit]; NaN parameters leave
+    that part out (identity when all are missing).
+
+    x, y are used as given and compared with the 0-based centre 211.5, as in the original solution; the
+    source-extraction files store them 1-based as SExtractor does (see extract_pysex_params.py), so, as
+    there, each image is shifted 1 px further in x and in y than its galaxy's 0-based offset."""
+    translation = (0.0, 0.0) if np.isnan(x) or np.isnan(y) else (x - IMAGE_CENTRE, y - IMAGE_CENTRE)
+    zoom = 1.0
+    if rescale:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            zoom = np.float64(target_radius) / (np.float64(petro_radius) * np.float64(a))
+        zoom = 1.0 if np.isnan(zoom) else float(np.clip(zoom, 1.0 / limit, limit))
+    return augmentation_transform(zoom=zoom, translation=translation)
+
+
+def tta_transforms(num_rotations=10, zooms=(1 / 1.2, 1.0, 1.2), flips=(False, True)):
+    """The fixed test-time transforms (T, 3, 3), T = len(zooms) * num_rotations * len(flips) (60 by default),
+    ordered: for zoom, for rotation angle (360 / num_rotations apart from 0), for flip."""
+    angles = np.arange(num_rotations) * (360.0 / num_rotations)
+    return np.stack([augmentation_transform(zoom, angle, flip=flip)
+                     for zoom in zooms for angle in angles for flip in flips])
+
+
+def view_matrices(augment, prepro=None):
+    """The two views' (3, 3) matrices for one image: (2, 3, 3)."""
+    outer = augment if prepro is None else prepro @ augment
+    return np.stack([outer @ view for view in VIEW_TRANSFORMS])
+
+
+# ---------------------------------------------------------------------------------------------------
+# Warping
+
+
+def warp_uint8(image_uint8, matrices):
+    """Fast path: image (424, 424, 3) uint8, matrices (..., 3, 3) -> uint8 (..., 3, 69, 69), one
+    cv2.warpAffine call (all channels) per matrix."""
+    image = np.ascontiguousarray(image_uint8)
+    flat = np.asarray(matrices, dtype=np.float64).reshape(-1, 3, 3)
+    out = np.empty((len(flat), NUM_CHANNELS, VIEW_SIZE, VIEW_SIZE), dtype=np.uint8)
+    for k, matrix in enumerate(flat):
+        warped = cv2.warpAffine(image, matrix[:2], (VIEW_SIZE, VIEW_SIZE), flags=CV2_FLAGS, borderMode=CV2_BORDER)
+        out[k] = warped.transpose(2, 0, 1)
+    return out.reshape(np.shape(matrices)[:-2] + out.shape[1:])
+
+
+def to_float(views_uint8):
+    """uint8 views -> float32 in [0, 1]."""
+    return views_uint8.astype(np.float32) * np.float32(1 / 255)
+
+
+def warp_views(image_uint8, augment, prepro=None):
+    """image uint8 (424, 424, 3), augment (3, 3), prepro (3, 3) or None -> float32 (2, 3, 69, 69) in [0, 1]."""
+    return to_float(warp_uint8(image_uint8, view_matrices(augment, prepro)))
+
+
+def warp_views_reference(image_float, augment, prepro=None):
+    """The original's approach: skimage warp per channel per view of a float image (424, 424, 3) in [0, 1]
+    -> float32 (2, 3, 69, 69)."""
+    from skimage.transform import warp
+
+    out = np.empty((NUM_VIEWS, NUM_CHANNELS, VIEW_SIZE, VIEW_SIZE), dtype=np.float32)
+    for v, matrix in enumerate(view_matrices(augment, prepro)):
+        for c in range(NUM_CHANNELS):
+            out[v, c] = warp(image_float[..., c], matrix, output_shape=(VIEW_SIZE, VIEW_SIZE), order=1,
+                             mode="reflect")
+    return out
+
+
+def add_colour_noise(views, rng, std=COLOUR_STD):
+    """Add s * COLOUR_PCA_DIRECTION to every pixel of each image, s ~ N(0, std) drawn once per image, then clip
+    to [0, 1]. views: float32 (n, V, 3, H, W), or a list of per-view arrays (n, 3, H, W). In place; returns views."""
+    arrays = views if isinstance(views, (list, tuple)) else [views]
+    num_images = len(arrays[0])
+    noise = (rng.standard_normal(num_images).astype(np.float32) * np.float32(std))[:, None] * COLOUR_PCA_DIRECTION
+    for array in arrays:
+        per_pixel = noise.reshape((num_images,) + (1,) * (array.ndim - 4) + (NUM_CHANNELS, 1, 1))
+        array += per_pixel
+        np.clip(array, 0.0, 1.0, out=array)
+    return views
+
+
+# ---------------------------------------------------------------------------------------------------
+# Background workers
+
+
+def _init_worker(root):
+    """Pool worker set-up: the parent's project root, one OpenCV thread, and Ctrl-C left to the parent."""
+    load_data.set_root(root)
+    cv2.setNumThreads(1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _warp_task(task):
+    """(subset, galaxy_ids (n,), matrices (n, ..., 3, 3)) -> uint8 (n, ..., 3, 69, 69)."""
+    subset, galaxy_ids, matrices = task
+    return np.stack([warp_uint8(load_data.load_image_uint8(g, subset), m) for g, m in zip(galaxy_ids, matrices)])
+
+
+def default_num_workers():
+    return min(os.cpu_count() or 1, 4)
+
+
+def _start_method():
+    """forkserver where available: workers start from a clean process, not a fork of one running threads."""
+    return "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+
+
+class _Stopped(Exception):
+    """The consumer went away; the producer thread ends."""
+
+
+class _Prefetcher:
+    """Builds items one ahead in a background thread: `build(key, warp_all)` makes the item for `key`,
+    warp_all(tasks) returning the list of _warp_task results computed in a process pool (or in this
+    process when num_workers is 0). Use as a context manager; `get()` returns the items in order of `keys`
+    and re-raises the producer's exceptions."""
+
+    POLL_SECONDS = 0.2
+
+    def __init__(self, keys, build, num_workers):
+        self.keys, self.build = list(keys), build
+        self.stop = threading.Event()
+        self.requests, self.results = queue.Queue(), queue.Queue()
+        self.pool = None
+        if num_workers > 0:
+            context = multiprocessing.get_context(_start_method())
+            self.pool = context.Pool(num_workers, initializer=_init_worker, initargs=(str(load_data.root()),))
+        self.thread = threading.Thread(target=self._produce, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        if self.keys:
+            self.requests.put(True)
+        return self
+
+    def __exit__(self, *exc_info):
+        self.stop.set()
+        self.requests.put(False)
+        if self.pool is not None:
+            self.pool.terminate()
+            self.pool.join()
+        self.thread.join(timeout=10)
+
+    def get(self):
+        """The next item; asks for the one after it before returning, so it is built meanwhile."""
+        ok, value = self.results.get()
+        if not ok:
+            raise value
+        self.requests.put(True)
+        return value
+
+    def _warp_all(self, tasks):
+        """The _warp_task results of `tasks` in order; gives up (_Stopped) as soon as the consumer has gone."""
+        pending = iter(map(_warp_task, tasks) if self.pool is None else self.pool.imap(_warp_task, tasks))
+        results = []
+        while len(results) < len(tasks):
+            if self.stop.is_set():
+                raise _Stopped()
+            try:
+                results.append(next(pending) if self.pool is None else pending.next(timeout=self.POLL_SECONDS))
+            except multiprocessing.TimeoutError:
+                continue
+        return results
+
+    def _produce(self):
+        for key in self.keys:
+            if not self.requests.get() or self.stop.is_set():
+                return
+            try:
+                self.results.put((True, self.build(key, self._warp_all)))
+            except _Stopped:
+                return
+            except BaseException as exc:  # handed to the consumer, which re-raises it
+                self.results.put((False, exc))
+                return
+
+
+def _split(count, num_tasks):
+    """Slices cutting range(count) into at most num_tasks nearly equal pieces."""
+    bounds = np.linspace(0, count, min(count, max(num_tasks, 1)) + 1).round().astype(int)
+    return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def _tasks_per_chunk(num_workers):
+    return 4 * max(num_workers, 1)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Training chunks
+
+
+class RandomChunks:
+    """Chunks of freshly augmented training images, prepared in background processes.
+
+    Iterating yields Chunk(index, views float32 (n, 2, 3, 69, 69), labels float32 (n, 37), positions int64
+    (n,)) for chunk indices start_chunk .. num_chunks - 1, n = chunk_size; positions index galaxy_ids.
+    Chunk k depends only on (seed, k): rng = np.random.default_rng([seed, k]) draws the images (without
+    replacement within a chunk, as the original did; when chunk_size exceeds the number of images, every image
+    once per round), then each image's augmentation in order, then the colour noise."""
+
+    def __init__(self, galaxy_ids, labels, subset="train", chunk_size=10000, num_chunks=2500, seed=0,
+                 augmentation=DEFAULT_AUGMENTATION, colour_std=COLOUR_STD, prepro=None, start_chunk=0,
+                 num_workers=None):
+        self.galaxy_ids = np.asarray(galaxy_ids)
+        self.labels = np.asarray(labels, dtype=np.float32)
+        if len(self.labels) != len(self.galaxy_ids):
+            raise ValueError(f"{len(self.labels)} label rows for {len(self.galaxy_ids)} galaxy IDs")
+        if prepro is not None and np.shape(prepro) != (len(self.galaxy_ids), 3, 3):
+            raise ValueError(f"prepro must be ({len(self.galaxy_ids)}, 3, 3), got {np.shape(prepro)}")
+        self.subset, self.chunk_size, self.num_chunks, self.seed = subset, chunk_size, num_chunks, seed
+        self.augmentation, self.colour_std, self.prepro = dict(augmentation), colour_std, prepro
+        self.start_chunk = start_chunk
+        self.num_workers = default_num_workers() if num_workers is None else num_workers
+
+    def __len__(self):
+        return max(self.num_chunks - self.start_chunk, 0)
+
+    def draw_positions(self, rng):
+        """chunk_size positions into galaxy_ids, without repeats until every image was drawn once."""
+        rounds = -(-self.chunk_size // len(self.galaxy_ids))
+        return np.concatenate([rng.permutation(len(self.galaxy_ids)) for _ in range(rounds)])[:self.chunk_size]
+
+    def build_chunk(self, index, warp_all):
+        """Chunk `index`, its warps done by warp_all (see _Prefetcher)."""
+        rng = np.random.default_rng([self.seed, index])
+        positions = self.draw_positions(rng).astype(np.int64)
+        matrices = np.empty((len(positions), NUM_VIEWS, 3, 3))
+        for i, position in enumerate(positions):
+            prepro = None if self.prepro is None else self.prepro[position]
+            matrices[i] = view_matrices(random_augmentation(rng, **self.augmentation), prepro)
+        ids = self.galaxy_ids[positions]
+        pieces = _split(len(positions), _tasks_per_chunk(self.num_workers))
+        warped = warp_all([(self.subset, ids[piece], matrices[piece]) for piece in pieces])
+        views = add_colour_noise(to_float(np.concatenate(warped)), rng, self.colour_std)
+        return Chunk(index, views, self.labels[positions], positions)
+
+    def __iter__(self):
+        with _Prefetcher(range(self.start_chunk, self.num_chunks), self.build_chunk, self.num_workers) as chunks:
+            for _ in range(len(self)):
+                yield chunks.get()
+
+
+# ---------------------------------------------------------------------------------------------------
+# Fixed views
+
+
+def default_images_per_chunk(num_transforms):
+    return max(1, 500 // num_transforms)
+
+
+def fixed_views(galaxy_ids, subset, augments, prepro=None, images_per_chunk=None, num_workers=None):
+    """Every image under every fixed transform, in order, no randomness; prepared one chunk ahead in background
+    processes. augments: (T, 3, 3); prepro: None or (N, 3, 3) aligned with galaxy_ids.
+    Yields (positions int64 (m,), views float32 (m, T, 2, 3, 69, 69)), positions indexing galaxy_ids."""
+    galaxy_ids = np.asarray(galaxy_ids)
+    augments = np.asarray(augments, dtype=np.float64).reshape(-1, 3, 3)
+    if prepro is not None and np.shape(prepro) != (len(galaxy_ids), 3, 3):
+        raise ValueError(f"prepro must be ({len(galaxy_ids)}, 3, 3), got {np.shape(prepro)}")
+    images_per_chunk = images_per_chunk or default_images_per_chunk(len(augments))
+    num_workers = default_num_workers() if num_workers is None else num_workers
+    starts = range(0, len(galaxy_ids), images_per_chunk)
+
+    def build(start, warp_all):
+        positions = np.arange(start, min(start + images_per_chunk, len(galaxy_ids)), dtype=np.int64)
+        matrices = np.stack([np.stack([view_matrices(augment, None if prepro is None else prepro[p])
+                                       for augment in augments]) for p in positions])
+        pieces = _split(len(positions), _tasks_per_chunk(num_workers))
+        warped = warp_all([(subset, galaxy_ids[positions[piece]], matrices[piece]) for piece in pieces])
+        return positions, to_float(np.concatenate(warped))
+
+    with _Prefetcher(starts, build, num_workers) as chunks:
+        for _ in starts:
+            yield chunks.get()
+
+
+# ---------------------------------------------------------------------------------------------------
+# Picture
+
+
+def save_views_png(image_uint8, path, augment=None, prepro=None):
+    """Draw an image (424, 424, 3) uint8, its two 69x69 views under `augment` (identity when None) and
+    `prepro`, and the 16 45x45 parts the network sees (layers.multi_rot_slice), to a PNG at `path`."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import torch
+
+    import layers
+
+    views = warp_views(image_uint8, np.eye(3) if augment is None else augment, prepro)
+    parts = layers.multi_rot_slice(torch.from_numpy(views[None]), PART_SIZE).numpy()
+    figure = plt.figure(figsize=(12, 6))
+    grid = figure.add_gridspec(4, 8)
+    panels = [(grid[:2, :2], image_uint8, "input 424x424"),
+              (grid[:2, 2:4], views[0].transpose(1, 2, 0), "view 1"),
+              (grid[:2, 4:6], views[1].transpose(1, 2, 0), "view 2 (45 deg)")]
+    panels += [(grid[2 + k // 8, k % 8], part.transpose(1, 2, 0), f"part {k}") for k, part in enumerate(parts)]
+    for cell, picture, title in panels:
+        axes = figure.add_subplot(cell)
+        axes.imshow(picture)
+        axes.set_title(title, fontsize=8)
+        axes.axis("off")
+    with load_data.atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=80)
+    plt.close(figure)

@@ -1,0 +1,168 @@
+"""Score predictions against known labels: overall RMSE (the competition metric) and RMSE per question,
+next to two baselines: predicting all zeros, and predicting the mean label of the training split.
+
+    python score_predictions.py predictions/final/blended/blended_predictions_uniform.npy.gz --subset valid
+    python score_predictions.py predictions/final/try_....csv.gz          # test set (synthetic labels only)
+
+FILE is a .npy.gz ((N, 37) in ID order of the subset) or a submission .csv.gz (its GalaxyIDs must be the
+labels' IDs). Labels: --subset valid uses the validation split of data/solutions_train.npy (the last 10% of
+the training IDs); --subset test uses data/raw/synthetic_test_solutions.csv, which only the synthetic data
+generator writes (the real test labels were never published). Prints a table and draws a grouped bar chart
+(default: FILE with suffix _scores.png).
+"""
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+import decision_tree
+import load_data
+import submission
+
+SYNTHETIC_TEST_SOLUTIONS = "synthetic_test_solutions.csv"
+FILE_SUFFIXES = (".npy.gz", ".csv.gz")
+
+
+def synthetic_test_solutions_path():
+    return load_data.raw_dir() / SYNTHETIC_TEST_SOLUTIONS
+
+
+def training_split():
+    """(train IDs (N,), labels (N, 37) float64, train indices, valid indices) of the training set."""
+    ids, labels = load_data.load_ids("train"), load_data.load_solutions().astype(np.float64)
+    if len(labels) != len(ids):
+        raise load_data.DataError(f"{load_data.solutions_train_path()}: {len(labels)} label rows but "
+                                  f"{len(ids)} IDs in {load_data.ids_path('train')}")
+    train_idx, valid_idx = load_data.train_valid_split(len(ids))
+    return ids, labels, train_idx, valid_idx
+
+
+def subset_labels(subset):
+    """(ids (N,), labels (N, 37) float64) to score against, for subset 'valid' or 'test'."""
+    if subset == "valid":
+        ids, labels, _, valid_idx = training_split()
+        return ids[valid_idx], labels[valid_idx]
+    path = synthetic_test_solutions_path()
+    if not path.exists():
+        raise load_data.DataError(f"{path}: missing. The real test labels are not public; only the synthetic "
+                                  "data generator writes this file. Score the validation split with --subset valid")
+    return submission.read_submission(path)
+
+
+def subset_ids(subset):
+    """The IDs a .npy.gz of `subset` lists its rows in: the validation IDs, or data/test_ids.npy."""
+    if subset == "valid":
+        ids, _, _, valid_idx = training_split()
+        return ids[valid_idx]
+    return load_data.load_ids("test")
+
+
+def load_predictions(path, subset):
+    """(ids (N,), predictions (N, 37) float64) of a .npy.gz (rows in the order of subset_ids) or a .csv.gz."""
+    path = Path(path)
+    if path.name.endswith(".npy.gz"):
+        ids = subset_ids(subset)
+        predictions = load_data.load_gz(path).astype(np.float64)
+        if predictions.shape != (len(ids), decision_tree.NUM_OUTPUTS):
+            raise load_data.DataError(f"{path}: predictions have shape {predictions.shape}, expected "
+                                      f"({len(ids)}, {decision_tree.NUM_OUTPUTS}) (one row per {subset} ID)")
+        return ids, predictions
+    if not path.name.endswith((".csv.gz", ".csv")):
+        raise load_data.DataError(f"{path}: expected a .npy.gz or .csv.gz file")
+    return submission.read_submission(path)
+
+
+def align(path, ids, predictions, label_ids):
+    """The rows of predictions reordered to label_ids; DataError unless ids are exactly label_ids (any order)."""
+    missing, extra = np.setdiff1d(label_ids, ids), np.setdiff1d(ids, label_ids)
+    if len(missing) or len(extra) or len(ids) != len(label_ids):
+        detail = (f"GalaxyID {int(missing[0])} has a label but no prediction" if len(missing) else
+                  f"GalaxyID {int(extra[0])} has no label" if len(extra) else "some GalaxyIDs appear twice")
+        raise load_data.DataError(f"{path}: its {len(ids)} GalaxyIDs are not the {len(label_ids)} labelled ones: {detail}")
+    order = np.argsort(ids)
+    return predictions[order[np.searchsorted(ids[order], label_ids)]]
+
+
+def scores(predictions, labels):
+    """[overall RMSE, RMSE of Q1, ..., RMSE of Q11] for (N, 37) predictions and labels."""
+    squared = (predictions - labels) ** 2
+    return [float(np.sqrt(squared.mean()))] + [float(np.sqrt(squared[:, s].mean())) for s in decision_tree.QUESTION_SLICES]
+
+
+def score_table(name, predictions, labels, training_mean):
+    """{row name: scores} for the file and the two baselines."""
+    return {name: scores(predictions, labels),
+            "all zeros": scores(np.zeros_like(labels), labels),
+            "training mean": scores(np.broadcast_to(training_mean, labels.shape), labels)}
+
+
+def score_names():
+    return ["overall"] + [f"Q{q.number}" for q in decision_tree.QUESTIONS]
+
+
+def print_table(table):
+    names = list(table)
+    width = max(len(n) for n in names)
+    print("RMSE      " + "  ".join(f"{n:>{width}}" for n in names))
+    for i, label in enumerate(score_names()):
+        print(f"{label:<10}" + "  ".join(f"{table[n][i]:>{width}.6f}" for n in names))
+
+
+def default_png_path(path):
+    path = Path(path)
+    stem = next((path.name[:-len(s)] for s in FILE_SUFFIXES if path.name.endswith(s)), path.stem)
+    return path.with_name(f"{stem}_scores.png")
+
+
+def save_bar_chart(table, png_path, title):
+    """Grouped bars: overall and per-question RMSE for each row of the table, written atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = score_names()
+    positions = np.arange(len(labels))
+    width = 0.8 / len(table)
+    fig, ax = plt.subplots(figsize=(11, 4.5))
+    for k, (name, values) in enumerate(table.items()):
+        ax.bar(positions + (k - (len(table) - 1) / 2) * width, values, width, label=name)
+    ax.set_xticks(positions, labels)
+    ax.set_ylabel("RMSE")
+    ax.set_title(title)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    with load_data.atomic_path(png_path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
+def score_file(path, subset, png_path=None):
+    """Print the score table of the predictions in path and draw its bar chart; returns the table."""
+    label_ids, labels = subset_labels(subset)
+    predictions = align(path, *load_predictions(path, subset), label_ids)
+    _, all_labels, train_idx, _ = training_split()
+    table = score_table(Path(path).name, predictions, labels, all_labels[train_idx].mean(axis=0))
+    print(f"{len(labels)} {subset} images")
+    print_table(table)
+    png_path = Path(png_path) if png_path is not None else default_png_path(path)
+    save_bar_chart(table, png_path, f"{Path(path).name} on the {subset} set ({len(labels)} images)")
+    print(f"wrote {png_path}")
+    return table
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("file", help="predictions: .npy.gz (rows in ID order) or submission .csv.gz")
+    parser.add_argument("--subset", choices=("test", "valid"), default="test", help="labels to score against")
+    parser.add_argument("--png", default=None, help="bar chart path (default: FILE with suffix _scores.png)")
+    load_data.add_root_argument(parser)
+    args = parser.parse_args(argv)
+    load_data.apply_root_argument(args)
+    return load_data.report_data_errors(lambda: score_file(args.file, args.subset, args.png))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,100 @@
+"""blend_predictions.py: the analytic gradient, fitted weights being probability vectors, the fitted blends
+no worse than the best single model on validation, the test blends applied with those weights, and clear
+errors when there is nothing to blend or shapes disagree."""
+import numpy as np
+import pytest
+from scipy.optimize import check_grad
+
+import blend_predictions
+import decision_tree
+import load_data
+from test_submission import make_label_root
+
+NOISE_LEVELS = (0.05, 0.08, 0.12)  # independent noise per model, so a mix beats each one
+
+
+@pytest.fixture
+def blend_root(tmp_path):
+    root = make_label_root(tmp_path / "root", num_train=300, num_test=12)
+    load_data.set_root(root)
+    yield root
+    load_data.set_root(None)
+
+
+def noisy_copies(labels, seed):
+    """One (N, 37) prediction per noise level: labels plus independent Gaussian noise, clipped to [0, 1]."""
+    rng = np.random.default_rng(seed)
+    return [np.clip(labels + rng.normal(0, level, labels.shape), 0, 1).astype(np.float32) for level in NOISE_LEVELS]
+
+
+def write_models(root):
+    """Valid and test predictions of three models; returns (names, valid stack (3, N_valid, 37), test stack)."""
+    labels = blend_predictions.validation_labels()
+    test_labels = np.random.default_rng(5).uniform(0, 1, (len(load_data.load_ids("test")), 37))
+    names = [f"model_{level}" for level in NOISE_LEVELS]
+    valid, test = noisy_copies(labels, seed=1), noisy_copies(test_labels, seed=2)
+    for name, v, t in zip(names, valid, test):
+        load_data.save_gz(blend_predictions.augmented_dir("valid") / f"{name}.npy.gz", v)
+        load_data.save_gz(blend_predictions.augmented_dir("test") / f"{name}.npy.gz", t)
+    return names, np.stack(valid).astype(np.float64), np.stack(test).astype(np.float64)
+
+
+@pytest.mark.parametrize("per_column", [False, True])
+def test_analytic_gradient_matches_finite_differences(per_column):
+    rng = np.random.default_rng(0)
+    stack, labels = rng.uniform(0, 1, (4, 30, 37)), rng.uniform(0, 1, (30, 37))
+    params = rng.normal(0, 1, 4 * 37 if per_column else 4)
+
+    def loss(p):
+        return blend_predictions.blend_loss_and_gradient(p, stack, labels)[0]
+
+    def gradient(p):
+        return blend_predictions.blend_loss_and_gradient(p, stack, labels)[1]
+
+    gradient_norm = np.linalg.norm(gradient(params))
+    assert check_grad(loss, gradient, params, epsilon=1e-6) < 1e-5 * max(gradient_norm, 1e-3)
+
+
+def test_fitted_blends_beat_every_single_model_and_are_applied_to_the_test_set(blend_root, capsys):
+    names, valid, test = write_models(blend_root)
+    labels = blend_predictions.validation_labels()
+    assert blend_predictions.main(["--root", str(blend_root)]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in names) and "per_column" in out
+
+    single = [blend_predictions.rmse(v, labels) for v in valid]
+    per_model = blend_predictions.fit_weights(valid, labels, per_column=False)
+    per_column = blend_predictions.fit_weights(valid, labels, per_column=True)
+    assert per_model.shape == (3,) and per_column.shape == (3, 37)
+    for weights in (per_model, per_column):
+        assert (weights >= 0).all()
+        np.testing.assert_allclose(weights.sum(axis=0), 1.0, atol=1e-12)
+    per_model_rmse = blend_predictions.rmse(blend_predictions.blend(valid, per_model), labels)
+    per_column_rmse = blend_predictions.rmse(blend_predictions.blend(valid, per_column), labels)
+    assert per_model_rmse < min(single)
+    assert per_column_rmse <= per_model_rmse + 1e-9
+    assert np.argmax(per_model) == 0  # the least noisy model weighs most
+
+    written = {name: load_data.load_gz(blend_predictions.blended_dir() / file)
+               for name, file in blend_predictions.BLEND_FILES.items()}
+    expected = {"uniform": test.mean(axis=0), "per_model": blend_predictions.blend(test, per_model),
+                "per_column": blend_predictions.blend(test, per_column)}
+    for name, blended in written.items():
+        assert blended.shape == (len(load_data.load_ids("test")), decision_tree.NUM_OUTPUTS)
+        np.testing.assert_allclose(blended, expected[name], atol=1e-6)
+
+
+def test_nothing_to_blend_or_shapes_that_disagree_are_clear_errors(blend_root, capsys):
+    assert blend_predictions.main(["--root", str(blend_root)]) == 1
+    assert "no <model>.npy.gz predictions" in capsys.readouterr().err
+
+    names, _, test = write_models(blend_root)
+    load_data.save_gz(blend_predictions.augmented_dir("test") / f"{names[1]}.npy.gz", test[1, :-1])
+    assert blend_predictions.main(["--root", str(blend_root)]) == 1
+    err = capsys.readouterr().err
+    assert f"{names[1]}.npy.gz" in err and "shape" in err
+    assert not blend_predictions.blended_dir().exists()
+
+    (blend_predictions.augmented_dir("valid") / f"{names[2]}.npy.gz").unlink()
+    assert blend_predictions.main(["--root", str(blend_root)]) == 1
+    assert f"valid/{names[2]}.npy.gz: missing" in capsys.readouterr().err

@@ -1,0 +1,215 @@
+"""Test-time averaging: the 60 transforms are the original's (10 rotations 36 degrees apart x 3 zooms x
+flip), the evenly spread subsets, invariance of the averaged prediction to a 36-degree rotation plus a flip
+of the image, and predict_augmented_npy.py end-to-end on a tiny root of synthetic JPEGs."""
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import decision_tree
+import load_data
+import train
+from test_submission import make_label_root
+
+ra = pytest.importorskip("realtime_augmentation")
+import predict_augmented_npy  # noqa: E402  (needs realtime_augmentation)
+
+ZOOMS = (1 / 1.2, 1.0, 1.2)
+ANGLES = np.arange(10) * 36.0
+
+
+def linear_part(matrix):
+    """(scale, angle in degrees, flipped) of the 2x2 linear part of a similarity transform, with
+    angle the direction the x axis is mapped to."""
+    linear = matrix[:2, :2]
+    det = np.linalg.det(linear)
+    angle = np.degrees(np.arctan2(linear[1, 0], linear[0, 0])) % 360
+    return np.sqrt(abs(det)), angle, det < 0
+
+
+def fixed_point(matrix):
+    return np.linalg.solve(matrix[:2, :2] - np.eye(2), -matrix[:2, 2])
+
+
+def circular_distance(a, b):
+    return np.abs((np.asarray(a) - b + 180) % 360 - 180)
+
+
+def test_the_60_transforms_are_rotations_zooms_and_flips_about_the_centre():
+    transforms = ra.tta_transforms()
+    assert transforms.shape == (60, 3, 3)
+    flat = transforms.reshape(60, 9)
+    assert min(np.abs(flat[i] - flat[j]).max() for i in range(60) for j in range(i)) > 1e-3  # all distinct
+    parts = [linear_part(m) for m in transforms]
+    scales = np.array([p[0] for p in parts])
+    flipped = np.array([p[2] for p in parts])
+    # Order: for zoom, for angle, [unflipped, flipped]. Whether a matrix holds zoom or 1/zoom depends on
+    # the inverse-map convention; the set {1/1.2, 1, 1.2} is the same either way.
+    np.testing.assert_array_equal(flipped, np.tile([False, True], 30))
+    for block in range(len(ZOOMS)):
+        np.testing.assert_allclose(scales[20 * block:20 * (block + 1)], scales[20 * block], rtol=1e-9)
+    assert sorted(np.round(scales[::20], 9)) == pytest.approx(sorted(ZOOMS))
+    for flip in (False, True):
+        angles = np.array([p[1] for p in parts if p[2] == flip]).reshape(3, 10)
+        for row in angles:  # per zoom: 10 angles 36 degrees apart (for a flip, the axis image angles)
+            steps = np.sort((row - row[0]) % 360)
+            np.testing.assert_allclose(circular_distance(steps, ANGLES), 0, atol=1e-6)
+    np.testing.assert_allclose(transforms[20], np.eye(3), atol=1e-9)
+    centres = np.array([fixed_point(m) for m in transforms if abs(np.linalg.det(m[:2, :2] - np.eye(2))) > 1e-3])
+    assert len(centres) == 49  # all but the identity and the ten pure reflections (zoom 1, flipped)
+    assert np.abs(centres - centres[0]).max() < 1e-6
+    assert np.abs(centres[0] - 211.5).max() <= 0.5
+    for i, (zoom, angle, flip) in enumerate((z, a, f) for z in ZOOMS for a in ANGLES for f in (False, True)):
+        np.testing.assert_allclose(transforms[i], ra.augmentation_transform(zoom=zoom, rotation=angle, flip=flip),
+                                   atol=1e-9)
+
+
+def test_spread_subsets_start_with_the_identity_and_cover_all_60():
+    assert sorted(predict_augmented_npy.spread_transform_indices(60)) == list(range(60))
+    transforms = ra.tta_transforms()
+    for count in (1, 2, 3, 6, 10, 20, 30, 60):
+        subset = predict_augmented_npy.selected_transforms(count)
+        assert len(subset) == count and len(set(predict_augmented_npy.spread_transform_indices(count))) == count
+        np.testing.assert_allclose(subset[0], np.eye(3), atol=1e-9)
+    ten = [linear_part(m) for m in transforms[predict_augmented_npy.spread_transform_indices(10)]]
+    assert all(scale == pytest.approx(1.0) and not flip for scale, _, flip in ten)
+    np.testing.assert_allclose(circular_distance(np.sort([angle for _, angle, _ in ten]), ANGLES), 0, atol=1e-6)
+    with pytest.raises(ValueError):
+        predict_augmented_npy.spread_transform_indices(61)
+
+
+class StandInModel(torch.nn.Module):
+    """A fixed nonlinear function of the views: sigmoid of a random linear map, (B, 2, 3, 69, 69) -> (B, 37)."""
+
+    def __init__(self, seed=0):
+        super().__init__()
+        generator = torch.Generator().manual_seed(seed)
+        self.weight = torch.randn(2 * 3 * 69 * 69, decision_tree.NUM_OUTPUTS, generator=generator, dtype=torch.float64)
+
+    def forward(self, views, normalise=True):
+        features = views.reshape(len(views), -1).double() - 0.2
+        return torch.sigmoid(features @ self.weight / 20.0)
+
+
+def smooth_galaxy(centre, linear=np.eye(2)):
+    """uint8 (424, 424, 3): three coloured Gaussian blobs, off centre so that no rotation or flip leaves
+    the image unchanged, evaluated analytically at `linear` @ (pixel - centre), so that a rotated or flipped
+    copy is exact, with no interpolation."""
+    rows, cols = np.mgrid[0:424, 0:424].astype(np.float64)
+    offset = np.stack([cols - centre[0], rows - centre[1]], axis=-1) @ np.asarray(linear).T
+    image = np.zeros((424, 424, 3))
+    for (x, y), sigma, colour in (((0, 0), 40, (0.6, 0.5, 0.4)), ((35, 12), 18, (0.1, 0.3, 0.5)),
+                                  ((-20, 30), 14, (0.4, 0.2, 0.1))):
+        image += np.exp(-((offset[..., 0] - x) ** 2 + (offset[..., 1] - y) ** 2) / (2 * sigma ** 2))[..., None] * colour
+    return np.round(np.clip(image, 0, 1) * 255).astype(np.uint8)
+
+
+def test_average_is_invariant_to_a_36_degree_rotation_and_a_flip():
+    """Rotating an image by 36 degrees and flipping it permutes its 60 transformed views, so the averaged
+    prediction of any fixed model is unchanged up to interpolation (bilinear, of a smooth image, here)
+    and uint8 rounding. The prediction from the identity view alone changes by much more."""
+    transforms = ra.tta_transforms()
+    centre = fixed_point(transforms[0])
+    angle = np.radians(36)
+    rotate_and_flip = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]) @ np.diag([-1, 1])
+    images = [smooth_galaxy(centre), smooth_galaxy(centre, rotate_and_flip)]
+    views = np.stack([np.stack([ra.warp_views(image, t, None) for t in transforms]) for image in images])
+    outputs = predict_augmented_npy.predict_views(StandInModel(), views, torch.device("cpu"), batch_size=64)
+    averaged, identity = outputs.mean(axis=1), outputs[:, 20]
+    change_averaged = np.abs(averaged[0] - averaged[1]).max()
+    change_identity = np.abs(identity[0] - identity[1]).max()
+    print(f"largest change: averaged {change_averaged:.2e}, identity view alone {change_identity:.2e}")
+    assert change_identity > 0.05
+    assert change_averaged < 5e-3
+    assert change_averaged < change_identity / 20
+
+
+def make_image_root(path, num_train=20, num_test=3):
+    """make_label_root plus a smooth synthetic JPEG for every ID."""
+    root = make_label_root(path, num_train=num_train, num_test=num_test)
+    rng = np.random.default_rng(0)
+    for subset in load_data.SUBSETS:
+        folder = root / "data" / "raw" / load_data.RAW_IMAGE_FOLDERS[subset]
+        folder.mkdir(parents=True)
+        for galaxy_id in np.load(root / "data" / f"{subset}_ids.npy"):
+            image = smooth_galaxy(211.5 + rng.normal(0, 5, 2), np.diag(rng.uniform(0.7, 1.4, 2)))
+            Image.fromarray(image).save(folder / f"{galaxy_id}.jpg", quality=90)
+    return root
+
+
+def test_end_to_end_on_a_tiny_root(tmp_path, monkeypatch, capsys):
+    root = make_image_root(tmp_path / "root")
+    monkeypatch.setenv("GALAXY_RAM_DIR", str(tmp_path / "ram"))
+    model = StandInModel(seed=1)
+    loaded = []
+
+    def load_stand_in(name, device="cpu", root=None):
+        loaded.append(name)
+        return model, {"PREPROCESSING": None}
+
+    monkeypatch.setattr(train, "load_trained", load_stand_in)
+    try:
+        assert predict_augmented_npy.main(["stand_in", "--root", str(root), "--num-transforms", "3",
+                                           "--device", "cpu", "--batch-size", "4", "--workers", "1"]) == 0
+        valid_path = predict_augmented_npy.target_path("stand_in", "valid")
+        test_path = predict_augmented_npy.target_path("stand_in", "test")
+        valid, test = load_data.load_gz(valid_path), load_data.load_gz(test_path)
+        train_ids, test_ids = load_data.load_ids("train"), load_data.load_ids("test")
+        valid_idx = load_data.train_valid_split(len(train_ids))[1]
+    finally:
+        load_data.set_root(None)
+    assert loaded == ["stand_in"]
+    assert valid.shape == (len(valid_idx), 37) and test.shape == (len(test_ids), 37)
+    assert valid.dtype == np.float32 and test.dtype == np.float32
+
+    # The last test image, averaged by hand over the same three transforms.
+    transforms = predict_augmented_npy.selected_transforms(3)
+    image = np.asarray(Image.open(root / "data" / "raw" / "images_test_rev1" / f"{test_ids[-1]}.jpg").convert("RGB"))
+    views = np.stack([ra.warp_views(image, t, None) for t in transforms])[None]
+    expected = predict_augmented_npy.predict_views(model, views, torch.device("cpu")).mean(axis=1)[0]
+    np.testing.assert_allclose(test[-1], expected, atol=1e-6)
+    out = capsys.readouterr().out
+    assert "identity transform only" in out and "averaged over 3 transforms" in out
+
+
+def test_missing_checkpoint_is_a_clear_error(tmp_path, capsys):
+    root = make_label_root(tmp_path / "root")
+    try:
+        assert predict_augmented_npy.main(["no_such_model", "--root", str(root), "--device", "cpu"]) == 1
+    finally:
+        load_data.set_root(None)
+    assert "no_such_model.pt: no checkpoint" in capsys.readouterr().err
+
+
+TINY_RECIPE = '''"""A tiny model for the prediction tests."""
+import convnet
+
+PREPROCESSING = None
+
+
+def build_model():
+    return convnet.GalaxyConvNet(num_filters=(4, 4, 4, 4), dense_units=16)
+'''
+
+
+def test_end_to_end_from_a_saved_checkpoint(tmp_path, monkeypatch):
+    """The checkpoint format of train.py (model, config, script) loaded by train.load_trained."""
+    import convnet
+
+    root = make_image_root(tmp_path / "root", num_train=10, num_test=2)
+    monkeypatch.setenv("GALAXY_RAM_DIR", str(tmp_path / "ram"))
+    script = tmp_path / "try_tiny_prediction_model.py"
+    script.write_text(TINY_RECIPE)
+    torch.manual_seed(0)
+    model = convnet.GalaxyConvNet(num_filters=(4, 4, 4, 4), dense_units=16)
+    load_data.set_root(root)
+    try:
+        train.save_checkpoint(train.checkpoint_path(script.stem), dict(model=model.state_dict(), script=str(script),
+                                                                      config={"PREPROCESSING": None}))
+        assert predict_augmented_npy.main([script.stem, "--root", str(root), "--num-transforms", "2",
+                                           "--device", "cpu", "--workers", "1"]) == 0
+        test = load_data.load_gz(predict_augmented_npy.target_path(script.stem, "test"))
+    finally:
+        load_data.set_root(None)
+    assert test.shape == (2, 37) and np.isfinite(test).all() and (test >= 0).all() and (test <= 1).all()
+    assert not decision_tree.tree_violations(test, tol=1e-5)
