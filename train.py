@@ -242,7 +242,8 @@ def precompute_views(galaxy_ids, subset, prepro, workers):
     import realtime_augmentation as ra
 
     views = None
-    for positions, chunk_views in ra.fixed_views(galaxy_ids, subset, np.eye(3)[None], prepro=prepro):
+    for positions, chunk_views in ra.fixed_views(galaxy_ids, subset, np.eye(3)[None], prepro=prepro,
+                                                  num_workers=workers):
         if views is None:
             views = np.empty((len(galaxy_ids),) + chunk_views.shape[2:], dtype=np.float32)
         views[positions] = chunk_views[:, 0]
@@ -350,7 +351,7 @@ def run(recipe, args):
     config = run_config(recipe, args)
     device = pick_device(args.device)
     ckpt_path = checkpoint_path(model_name)
-    num_chunks, batch_size = config["NUM_CHUNKS"], config["BATCH_SIZE"]
+    num_chunks = config["NUM_CHUNKS"]
     log(f"model {model_name} on {device}; writing {ckpt_path}")
     log(f"learning-rate schedule (first chunk: lr) over {num_chunks} chunks: {config['LEARNING_RATE_SCHEDULE']}")
 

@@ -1,0 +1,243 @@
+"""train.py: the Nesterov update, one step lowering the loss, and short CPU runs of the shared loop on a tiny
+synthetic root with a small model (stopped by a signal and resumed, ending exactly where an uninterrupted
+run ends), plus a smoke run on the real sample (skipped when ../shared/real_sample is absent)."""
+import csv
+import gzip
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+import convnet
+import decision_tree
+import load_data
+import train
+
+MODEL_NAME = "try_tiny_test_model"
+RECIPE_SOURCE = '''"""A small model on the shared loop, for the tests."""
+import convnet
+import realtime_augmentation
+import train
+
+BATCH_SIZE = 4
+MOMENTUM = 0.9
+LEARNING_RATE_SCHEDULE = {0: 0.04, 1800: 0.004, 2300: 0.0004}
+CHUNK_SIZE = 8
+NUM_CHUNKS = 2500
+VALIDATE_EVERY = 2
+NUM_CHUNKS_NONORM = 1
+AUGMENTATION = realtime_augmentation.DEFAULT_AUGMENTATION
+PREPROCESSING = None
+SEED = 3
+
+
+def build_model():
+    return convnet.GalaxyConvNet(num_filters=(4, 4, 4, 4), dense_units=16)
+
+
+if __name__ == "__main__":
+    train.main(globals())
+'''
+SHORT_RUN = ["--num-chunks", "3", "--workers", "0"]  # no process pools: quicker on 2 cores
+
+
+def small_model(seed=0):
+    torch.manual_seed(seed)
+    return convnet.GalaxyConvNet(num_filters=(4, 4, 4, 4), dense_units=16)
+
+
+def tree_valid_labels(num, rng):
+    """(num, 37) labels in which every question's answers sum to the answer it hangs from."""
+    labels = np.zeros((num, decision_tree.NUM_OUTPUTS))
+    for columns, parent in zip(decision_tree.QUESTION_SLICES, decision_tree.PARENT_INDEX):
+        scale = np.ones(num) if parent is None else labels[:, parent]
+        labels[:, columns] = rng.dirichlet(np.ones(columns.stop - columns.start), num) * scale[:, None]
+    return labels.astype(np.float32)
+
+
+def synthetic_galaxy(rng):
+    """A blurry random blob on a dark noisy sky: uint8 (424, 424, 3)."""
+    rows, cols = np.mgrid[0:load_data.IMAGE_SIZE, 0:load_data.IMAGE_SIZE]
+    centre = 212 + rng.normal(0, 5, 2)
+    radius2 = ((cols - centre[0]) ** 2 + ((rows - centre[1]) / rng.uniform(0.4, 1.0)) ** 2) / rng.uniform(200, 2000)
+    image = np.exp(-radius2)[..., None] * rng.uniform(0.4, 1.0, 3) + rng.normal(0.03, 0.01, (424, 424, 3))
+    return (np.clip(image, 0, 1) * 255).astype(np.uint8)
+
+
+def make_tiny_root(path, num_train=40, num_test=5, seed=0):
+    """A project root with random JPEGs, ID files and tree-valid labels, built directly."""
+    rng = np.random.default_rng(seed)
+    for subset, count, first_id in (("train", num_train, 100_008), ("test", num_test, 900_001)):
+        folder = path / "data" / "raw" / load_data.RAW_IMAGE_FOLDERS[subset]
+        folder.mkdir(parents=True)
+        ids = first_id + 13 * np.arange(count, dtype=np.int64)
+        for galaxy_id in ids:
+            Image.fromarray(synthetic_galaxy(rng)).save(folder / f"{galaxy_id}.jpg", quality=90)
+        np.save(path / "data" / f"{subset}_ids.npy", ids)
+    np.save(path / "data" / "solutions_train.npy", tree_valid_labels(num_train, rng))
+    return path
+
+
+@pytest.fixture
+def isolated(tmp_path, monkeypatch):
+    """No RAM copy of anyone's data, and the root forgotten after the test."""
+    monkeypatch.setenv("GALAXY_RAM_DIR", str(tmp_path / "ram"))
+    monkeypatch.delenv("GALAXY_ROOT", raising=False)
+    yield tmp_path
+    load_data.set_root(None)
+
+
+@pytest.fixture
+def recipe(tmp_path):
+    """The small model's try script, written to tmp_path and imported; returns its globals."""
+    script = tmp_path / f"{MODEL_NAME}.py"
+    script.write_text(RECIPE_SOURCE)
+    return vars(train.import_try_script(MODEL_NAME, script))
+
+
+def run_training(recipe, root, *options):
+    train.main(recipe, ["--root", str(root), *SHORT_RUN, *options])
+    load_data.set_root(root)
+    return train.load_checkpoint(train.checkpoint_path(MODEL_NAME))
+
+
+def test_nesterov_update_follows_the_formula_across_a_learning_rate_change():
+    w0 = torch.tensor([1.0, -2.0, 0.5])
+    param = torch.nn.Parameter(w0.clone())
+    optimizer = train.NesterovMomentum([param], lr=0.1, momentum=0.9)
+    g1, g2 = torch.tensor([0.3, -0.1, 2.0]), torch.tensor([-1.0, 0.4, 0.2])
+    param.grad = g1.clone()
+    optimizer.step()
+    v1 = -0.1 * g1
+    w1 = w0 + 0.9 * v1 - 0.1 * g1
+    torch.testing.assert_close(param.data, w1)
+    optimizer.set_lr(0.01)
+    param.grad = g2.clone()
+    optimizer.step()
+    v2 = 0.9 * v1 - 0.01 * g2
+    torch.testing.assert_close(param.data, w1 + 0.9 * v2 - 0.01 * g2)
+
+
+@pytest.mark.parametrize("normalise", [False, True])
+def test_one_training_step_lowers_the_loss_on_a_fixed_batch(normalise):
+    model = small_model().eval()  # dropout off, so the loss is the same function before and after
+    generator = torch.Generator().manual_seed(0)
+    views = torch.rand(8, 2, 3, 69, 69, generator=generator)
+    labels = torch.from_numpy(tree_valid_labels(8, np.random.default_rng(0)))
+    optimizer = train.NesterovMomentum(model.parameters(), lr=0.04, momentum=0.9)
+    before = train.train_batch(model, optimizer, views, labels, normalise)
+    with torch.no_grad():
+        after = F.mse_loss(model(views, normalise=normalise), labels).item()
+    assert after < before
+
+
+def test_schedule_scaling_and_lookup():
+    schedule = train.scaled_schedule({0: 0.04, 1800: 0.004, 2300: 0.0004}, 2500, 25)
+    assert schedule == {0: 0.04, 18: 0.004, 23: 0.0004}
+    assert [train.learning_rate_at(schedule, k) for k in (0, 17, 18, 22, 23, 24)] == [0.04, 0.04, 0.004, 0.004,
+                                                                                      0.0004, 0.0004]
+
+
+def test_interrupted_run_resumes_to_the_same_parameters(isolated, recipe, monkeypatch):
+    root = make_tiny_root(isolated / "root")
+    uninterrupted = run_training(recipe, root)
+    curve = train.learning_curve_path(MODEL_NAME)
+    assert curve.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    csv_path = load_data.predictions_dir() / f"{MODEL_NAME}.csv.gz"
+    with gzip.open(csv_path, "rt") as f:
+        rows = list(csv.reader(f))
+    assert tuple(rows[0]) == decision_tree.CSV_HEADER
+    assert [int(r[0]) for r in rows[1:]] == list(np.load(root / "data" / "test_ids.npy"))
+    assert np.isfinite(uninterrupted["valid_rmse"]) and len(uninterrupted["losses_train"]) == 3
+    torch.load(train.checkpoint_path(MODEL_NAME), weights_only=True)
+
+    # Stop by SIGTERM in the middle of chunk 2 (after its first batch), then run the same command again.
+    real_train_batch, calls = train.train_batch, []
+
+    def train_batch_then_signal(*args):
+        loss = real_train_batch(*args)
+        calls.append(loss)
+        if len(calls) == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return loss
+
+    monkeypatch.setattr(train, "train_batch", train_batch_then_signal)
+    stopped = run_training(recipe, root, "--fresh")
+    assert (stopped["next_chunk"], stopped["next_batch"]) == (1, 1)
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+    monkeypatch.setattr(train, "train_batch", real_train_batch)
+    resumed = run_training(recipe, root)
+    assert resumed["model"].keys() == uninterrupted["model"].keys()
+    for name, tensor in uninterrupted["model"].items():
+        assert torch.equal(resumed["model"][name], tensor), name
+    assert resumed["losses_train"] == uninterrupted["losses_train"]
+
+    model, config = train.load_trained(MODEL_NAME, root=root)
+    assert not model.training and config["NUM_CHUNKS"] == 3 and config["PREPROCESSING"] is None
+
+
+def test_sigterm_to_the_script_saves_and_a_rerun_finishes_like_an_uninterrupted_run(isolated, recipe):
+    """The command-line path with a worker pool: SIGTERM once the log shows a chunk done, exit 0, run again."""
+    root = make_tiny_root(isolated / "root", num_train=20, num_test=2)
+    options = ["--root", str(root), "--num-chunks", "12", "--validate-every", "6", "--workers", "1"]
+    train.main(recipe, options)
+    uninterrupted = train.load_checkpoint(train.checkpoint_path(MODEL_NAME))
+
+    env = dict(os.environ, PYTHONPATH=str(Path(train.__file__).parent))
+    script = Path(recipe["__file__"])
+    with subprocess.Popen([sys.executable, str(script), *options, "--fresh"], stdout=subprocess.PIPE,
+                          stderr=subprocess.DEVNULL, text=True, env=env) as process:
+        for line in process.stdout:
+            if line.startswith("chunk 1/"):
+                process.send_signal(signal.SIGTERM)
+                break
+        output = process.stdout.read()
+        assert process.wait(timeout=60) == 0
+    assert "stopped after chunk" in output
+    stopped = train.load_checkpoint(train.checkpoint_path(MODEL_NAME))
+    assert 1 <= stopped["next_chunk"] < 12
+
+    train.main(recipe, options)
+    resumed = train.load_checkpoint(train.checkpoint_path(MODEL_NAME))
+    for name, tensor in uninterrupted["model"].items():
+        assert torch.equal(resumed["model"][name], tensor), name
+
+
+def test_resume_with_other_settings_is_refused(isolated, recipe, capsys):
+    root = make_tiny_root(isolated / "root", num_train=20, num_test=2)
+    run_training(recipe, root)
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(recipe, ["--root", str(root), *SHORT_RUN, "--chunk-size", "4"])
+    assert exit_info.value.code == 1
+    assert "CHUNK_SIZE" in capsys.readouterr().err
+
+
+def test_smoke_on_the_real_sample(isolated, recipe, real_sample):
+    """Two tiny chunks on the real labelled images (symlinked, never copied)."""
+    root = isolated / "real_root"
+    labels_csv = pd.read_csv(real_sample / "training_solutions_rev1_sample.csv")
+    train_ids = np.sort(labels_csv["GalaxyID"].to_numpy(np.int64))
+    test_ids = np.sort(np.array([int(p.stem) for p in (real_sample / "images_test_rev1").glob("*.jpg")]))[:4]
+    for subset, ids, source in (("train", train_ids, "images_train_rev1"), ("test", test_ids, "images_test_rev1")):
+        folder = root / "data" / "raw" / load_data.RAW_IMAGE_FOLDERS[subset]
+        folder.mkdir(parents=True)
+        for galaxy_id in ids:
+            (folder / f"{galaxy_id}.jpg").symlink_to(real_sample / source / f"{galaxy_id}.jpg")
+        np.save(root / "data" / f"{subset}_ids.npy", ids)
+    (root / "data" / "raw" / load_data.SOLUTIONS_CSV).symlink_to(real_sample / "training_solutions_rev1_sample.csv")
+    labels = labels_csv.set_index("GalaxyID").loc[train_ids, list(decision_tree.COLUMNS)].to_numpy(np.float32)
+    np.save(root / "data" / "solutions_train.npy", labels)
+
+    train.main(recipe, ["--root", str(root), "--num-chunks", "2", "--workers", "1", "--max-valid", "8"])
+    state = train.load_checkpoint(train.checkpoint_path(MODEL_NAME))
+    assert len(state["losses_train"]) == 2 and np.isfinite(state["valid_rmse"])
+    assert state["valid_predictions"].shape == (8, decision_tree.NUM_OUTPUTS)
+    assert (load_data.predictions_dir() / f"{MODEL_NAME}.csv.gz").exists()

@@ -1,0 +1,15 @@
+"""Ensemble member: the best model (try_convnet_cc_multirotflip_3x69r45_maxout2048_extradense.py) with the changes of
+the original member of the same name. 192 filters in the top convolution instead of 128. One ReLU dense layer of
+4096 units instead of the two maxout layers.
+"""
+from try_convnet_cc_multirotflip_3x69r45_maxout2048_extradense import *  # noqa: F401,F403  (the recipe)
+import convnet
+import train
+
+
+def build_model():
+    return convnet.GalaxyConvNet(num_filters=(32, 64, 128, 192), num_dense=1, dense_activation="relu")
+
+
+if __name__ == "__main__":
+    train.main(globals())

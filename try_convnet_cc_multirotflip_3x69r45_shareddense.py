@@ -1,0 +1,16 @@
+"""Ensemble member: the best model (try_convnet_cc_multirotflip_3x69r45_maxout2048_extradense.py) with the changes of
+the original member of the same name. A maxout dense layer (512 linear units, 256 outputs) applied to each part's
+512 features before the merge, its weights shared by all 16 parts (4096 features per image after the merge),
+followed by one maxout dense layer (4096 linear units, 2048 outputs) instead of two.
+"""
+from try_convnet_cc_multirotflip_3x69r45_maxout2048_extradense import *  # noqa: F401,F403  (the recipe)
+import convnet
+import train
+
+
+def build_model():
+    return convnet.GalaxyConvNet(part_dense_units=512, num_dense=1)
+
+
+if __name__ == "__main__":
+    train.main(globals())
