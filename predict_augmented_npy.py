@@ -14,6 +14,10 @@ varying slowest (0, 36, ..., 324 degrees), then unflipped/flipped, then the zoom
 and take entries floor(k * 60 / T) for k = 0..T-1. Entry 0 is the identity, so every subset contains it;
 T=2 gives the identity and its 180-degree turn, T=10 the 10 rotations at zoom 1, T=20 adds their flipped
 copies, T=30 covers every rotation with two of the six (flip, zoom) combinations.
+
+Under `torchrun --nproc_per_node=N predict_augmented_npy.py MODEL` rank r predicts positions r, r + N, ...
+of each split (on cuda:LOCAL_RANK when CUDA is used); rank 0 gathers the shards and writes the same files
+as a single process does.
 """
 import argparse
 import sys
@@ -23,6 +27,7 @@ import torch
 from tqdm import tqdm
 
 import decision_tree
+import distributed
 import load_data
 import realtime_augmentation as ra
 import train
@@ -60,14 +65,15 @@ def predict_views(model, views, device, batch_size=BATCH_SIZE):
 
 
 def predict_augmented(model, galaxy_ids, subset, transforms, prepro, device, batch_size=BATCH_SIZE, workers=None,
-                      label=None):
+                      label=None, progress=True):
     """Predictions for galaxy_ids (N,) of `subset` averaged over transforms (T, 3, 3), and those of
-    transforms[0] alone: two (N, 37) float64 arrays in the order of galaxy_ids. label names the progress bar."""
+    transforms[0] alone: two (N, 37) float64 arrays in the order of galaxy_ids. label names the progress bar
+    (shown when `progress`)."""
     averaged = np.empty((len(galaxy_ids), decision_tree.NUM_OUTPUTS))
     first_only = np.empty_like(averaged)
     views_source = ra.fixed_views(galaxy_ids, subset, transforms, prepro=prepro, num_workers=workers)
     with tqdm(total=len(galaxy_ids), desc=label or subset, unit="img",
-              dynamic_ncols=True, mininterval=1.0) as bar:
+              dynamic_ncols=True, mininterval=1.0, disable=not progress) as bar:
         for positions, views in views_source:
             outputs = predict_views(model, views, device, batch_size)
             averaged[positions] = outputs.mean(axis=1)
@@ -81,11 +87,25 @@ def target_path(model_name, split):
     return load_data.predictions_dir() / "augmented" / split / f"{model_name}.npy.gz"
 
 
-def run(args):
-    device = train.pick_device(args.device)
+def predict_split_sharded(model, galaxy_ids, subset, transforms, prepro, args, device, ranks, label):
+    """predict_augmented of this rank's shard of galaxy_ids (positions rank::world_size), gathered: on rank 0
+    the two (N, 37) arrays in the order of galaxy_ids, on the other ranks (None, None)."""
+    shard = distributed.rank_positions(len(galaxy_ids), ranks)
+    averaged, identity = predict_augmented(model, galaxy_ids[shard], subset, transforms,
+                                           None if prepro is None else prepro[shard], device, args.batch_size,
+                                           args.workers, label=label, progress=ranks.is_main)
+    return (distributed.gather_rows(averaged, len(galaxy_ids), ranks),
+            distributed.gather_rows(identity, len(galaxy_ids), ranks))
+
+
+def run(args, ranks=distributed.Ranks()):
+    device = distributed.rank_device(train.pick_device(args.device), ranks)
+    distributed.start(device, ranks)
     model, config = train.load_trained(args.model, device=device)
     transforms = selected_transforms(args.num_transforms)
-    print(f"{args.model} on {device}: averaging over {len(transforms)} transforms")
+    if ranks.is_main:
+        print(f"{args.model} on {device}{f' x {ranks.world_size} ranks' if ranks.active else ''}: "
+              f"averaging over {len(transforms)} transforms")
 
     train_ids, labels = load_data.load_ids("train"), load_data.load_solutions()
     if len(labels) != len(train_ids):
@@ -96,12 +116,16 @@ def run(args):
     results = {}
     for split, ids, subset in splits:
         prepro = train.prepro_matrices(config, ids, subset)
-        averaged, identity = predict_augmented(model, ids, subset, transforms, prepro, device, args.batch_size,
-                                               args.workers, label=split)
+        averaged, identity = predict_split_sharded(model, ids, subset, transforms, prepro, args, device, ranks,
+                                                   label=split)
+        if not ranks.is_main:
+            continue
         path = target_path(args.model, split)
         load_data.save_gz(path, np.clip(averaged, 0.0, 1.0).astype(np.float32))
         print(f"wrote {path}")
         results[split] = (averaged, identity)
+    if not ranks.is_main:
+        return
     averaged, identity = results["valid"]
     valid_labels = labels[valid_idx]
     print(f"validation RMSE ({len(valid_idx)} images): identity transform only {train.rmse(identity, valid_labels):.6f}, "
@@ -123,11 +147,14 @@ def main(argv=None):
     if not 1 <= args.num_transforms <= NUM_ROTATIONS * NUM_FLIPS * NUM_ZOOMS:
         parser.error(f"--num-transforms must be within 1..{NUM_ROTATIONS * NUM_FLIPS * NUM_ZOOMS}, got {args.num_transforms}")
     load_data.apply_root_argument(args)
+    ranks = distributed.ranks_from_environment()
     try:
-        run(args)
+        run(args, ranks)
     except (load_data.DataError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {f'rank {ranks.rank}: ' if ranks.active else ''}{exc}", file=sys.stderr)
         return 1
+    finally:
+        distributed.finish(ranks)
     return 0
 
 

@@ -42,6 +42,7 @@ CV2_BORDER = cv2.BORDER_REFLECT_101
 CV2_FLAGS = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
 
 Chunk = collections.namedtuple("Chunk", ["index", "views", "labels", "positions"])
+ChunkPlan = collections.namedtuple("ChunkPlan", ["positions", "matrices", "noise"])
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -171,8 +172,19 @@ def add_colour_noise(views, rng, std=COLOUR_STD):
     """Add s * COLOUR_PCA_DIRECTION to every pixel of each image, s ~ N(0, std) drawn once per image, then clip
     to [0, 1]. views: float32 (n, V, 3, H, W), or a list of per-view arrays (n, 3, H, W). In place; returns views."""
     arrays = views if isinstance(views, (list, tuple)) else [views]
+    return apply_colour_noise(views, colour_noise_amounts(rng, len(arrays[0]), std))
+
+
+def colour_noise_amounts(rng, num_images, std=COLOUR_STD):
+    """float32 (num_images,): one s ~ N(0, std) per image, the draws add_colour_noise makes."""
+    return rng.standard_normal(num_images).astype(np.float32) * np.float32(std)
+
+
+def apply_colour_noise(views, amounts):
+    """add_colour_noise with the per-image amounts (n,) given instead of drawn. In place; returns views."""
+    arrays = views if isinstance(views, (list, tuple)) else [views]
     num_images = len(arrays[0])
-    noise = (rng.standard_normal(num_images).astype(np.float32) * np.float32(std))[:, None] * COLOUR_PCA_DIRECTION
+    noise = np.asarray(amounts, dtype=np.float32)[:, None] * COLOUR_PCA_DIRECTION
     for array in arrays:
         per_pixel = noise.reshape((num_images,) + (1,) * (array.ndim - 4) + (NUM_CHANNELS, 1, 1))
         array += per_pixel
@@ -290,18 +302,33 @@ def _tasks_per_chunk(num_workers):
 # Training chunks
 
 
+def draw_chunk_plan(rng, num_images, chunk_size, augmentation=DEFAULT_AUGMENTATION, colour_std=COLOUR_STD,
+                    prepro=None):
+    """The random content of one training chunk, drawn from `rng` in this order: chunk_size positions into the
+    num_images images (without repeats until every image was drawn once, as the original did), each image's
+    augmentation in order, then each image's colour-noise amount. prepro: None or (num_images, 3, 3).
+    Returns ChunkPlan(positions int64 (n,), matrices float64 (n, 2, 3, 3) view matrices, noise float32 (n,))."""
+    rounds = -(-chunk_size // num_images)
+    positions = np.concatenate([rng.permutation(num_images) for _ in range(rounds)])[:chunk_size].astype(np.int64)
+    matrices = np.empty((len(positions), NUM_VIEWS, 3, 3))
+    for i, position in enumerate(positions):
+        matrices[i] = view_matrices(random_augmentation(rng, **augmentation),
+                                    None if prepro is None else prepro[position])
+    return ChunkPlan(positions, matrices, colour_noise_amounts(rng, len(positions), colour_std))
+
+
 class RandomChunks:
     """Chunks of freshly augmented training images, prepared in background processes.
 
     Iterating yields Chunk(index, views float32 (n, 2, 3, 69, 69), labels float32 (n, 37), positions int64
     (n,)) for chunk indices start_chunk .. num_chunks - 1, n = chunk_size; positions index galaxy_ids.
-    Chunk k depends only on (seed, k): rng = np.random.default_rng([seed, k]) draws the images (without
-    replacement within a chunk, as the original did; when chunk_size exceeds the number of images, every image
-    once per round), then each image's augmentation in order, then the colour noise."""
+    Chunk k depends only on (seed, k): rng = np.random.default_rng([seed, k]) draws its plan (draw_chunk_plan:
+    the images, each image's augmentation, the colour noise). `select` (indices into the chunk_size images of
+    a chunk) builds only those images, in that order (n = len(select)): one process's share of every chunk."""
 
     def __init__(self, galaxy_ids, labels, subset="train", chunk_size=10000, num_chunks=2500, seed=0,
                  augmentation=DEFAULT_AUGMENTATION, colour_std=COLOUR_STD, prepro=None, start_chunk=0,
-                 num_workers=None):
+                 num_workers=None, select=None):
         self.galaxy_ids = np.asarray(galaxy_ids)
         self.labels = np.asarray(labels, dtype=np.float32)
         if len(self.labels) != len(self.galaxy_ids):
@@ -312,27 +339,24 @@ class RandomChunks:
         self.augmentation, self.colour_std, self.prepro = dict(augmentation), colour_std, prepro
         self.start_chunk = start_chunk
         self.num_workers = default_num_workers() if num_workers is None else num_workers
+        self.select = None if select is None else np.asarray(select, dtype=np.int64)
 
     def __len__(self):
         return max(self.num_chunks - self.start_chunk, 0)
 
-    def draw_positions(self, rng):
-        """chunk_size positions into galaxy_ids, without repeats until every image was drawn once."""
-        rounds = -(-self.chunk_size // len(self.galaxy_ids))
-        return np.concatenate([rng.permutation(len(self.galaxy_ids)) for _ in range(rounds)])[:self.chunk_size]
+    def plan(self, index):
+        """ChunkPlan of chunk `index`, restricted to `select` when given."""
+        plan = draw_chunk_plan(np.random.default_rng([self.seed, index]), len(self.galaxy_ids), self.chunk_size,
+                               self.augmentation, self.colour_std, self.prepro)
+        return plan if self.select is None else ChunkPlan(*(array[self.select] for array in plan))
 
     def build_chunk(self, index, warp_all):
         """Chunk `index`, its warps done by warp_all (see _Prefetcher)."""
-        rng = np.random.default_rng([self.seed, index])
-        positions = self.draw_positions(rng).astype(np.int64)
-        matrices = np.empty((len(positions), NUM_VIEWS, 3, 3))
-        for i, position in enumerate(positions):
-            prepro = None if self.prepro is None else self.prepro[position]
-            matrices[i] = view_matrices(random_augmentation(rng, **self.augmentation), prepro)
+        positions, matrices, noise = self.plan(index)
         ids = self.galaxy_ids[positions]
         pieces = _split(len(positions), _tasks_per_chunk(self.num_workers))
         warped = warp_all([(self.subset, ids[piece], matrices[piece]) for piece in pieces])
-        views = add_colour_noise(to_float(np.concatenate(warped)), rng, self.colour_std)
+        views = apply_colour_noise(to_float(np.concatenate(warped)), noise)
         return Chunk(index, views, self.labels[positions], positions)
 
     def __iter__(self):

@@ -16,8 +16,30 @@ exactly that state (parameters, momentum, RNG state, position = chunk and batch 
 Running the same command again resumes there: chunk k's images depend only on (seed, k), so the interrupted
 chunk is generated again and its already-trained batches are skipped. The resumed run ends with the same
 parameters as an uninterrupted one.
+
+Several processes: `torchrun --nproc_per_node=N try_x.py ...` trains one model with N ranks
+(DistributedDataParallel; NCCL on CUDA with rank r on cuda:LOCAL_RANK, gloo on the CPU); without torchrun's
+environment variables the loop is the single-process one above, unchanged. The recipe stays the original's:
+the global minibatch is still BATCH_SIZE (16) images and rank r trains on images [r * 16/N, (r + 1) * 16/N)
+of every minibatch (BATCH_SIZE must be divisible by N). Each rank's MSE is the mean over its 16/N images and
+DDP averages the gradients over the ranks, which is the gradient of the MSE over all 16 images, so the
+learning rate is unchanged. Each rank builds only its share of each chunk (chunk k is still drawn from
+(seed, k), so the ranks' shares together are the single-process chunk). Dropout masks differ per rank:
+before every minibatch b of chunk k each rank seeds torch from (seed, rank, k, b). Rank 0 alone prints,
+validates and writes the checkpoint, the learning-curve PNG and the submission CSV; the others wait at a
+barrier meanwhile, and leave once training is done. Checkpoints hold the plain (unwrapped) model, the
+optimiser and the global position (chunk, batch), so a run resumes on any number of ranks, one included.
+A SIGINT/SIGTERM reaching any rank stops all of them after the same minibatch: the ranks all-reduce a stop
+flag together with the minibatch loss after every minibatch; rank 0 then saves.
+
+Options for speed (the defaults are the faithful fp32 recipe): --data-on-device keeps the training images
+as uint8 on the training device (torch_augmentation.DeviceImageCache) and warps each minibatch there with
+the same per-image draws as RandomChunks (realtime_augmentation.draw_chunk_plan), instead of worker
+processes; --amp bf16 runs forward and backward under bfloat16 autocast (CUDA only). On CUDA, TF32 is
+enabled for matrix products and convolutions.
 """
 import argparse
+import contextlib
 import importlib.util
 import math
 import signal
@@ -30,6 +52,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+import distributed
 import load_data
 
 HERE = Path(__file__).resolve().parent
@@ -109,6 +132,10 @@ def parse_args(recipe, argv=None):
     parser.add_argument("--workers", type=int, default=None, help="background processes preparing chunks")
     parser.add_argument("--max-valid", type=int, default=None, help="validate on at most this many images (quick runs)")
     parser.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint and start over")
+    parser.add_argument("--data-on-device", action="store_true",
+                        help="hold the training images on the training device and augment there (no workers)")
+    parser.add_argument("--amp", choices=("off", "bf16"), default="off",
+                        help="bf16: bfloat16 autocast for training on CUDA (default off: fp32 as the original)")
     load_data.add_root_argument(parser)
     args = parser.parse_args(argv)
     for name in ("num_chunks", "chunk_size", "validate_every", "batch_size", "max_valid"):
@@ -133,6 +160,22 @@ def run_config(recipe, args):
     if config["PREPROCESSING"] is not None and config["PREPROCESSING"] not in PYSEX_FILES:
         raise ValueError(f"PREPROCESSING must be None or one of {sorted(PYSEX_FILES)}, got {config['PREPROCESSING']!r}")
     return config
+
+
+def enable_tf32(device):
+    """On CUDA, let matrix products and convolutions use TF32 tensor cores: fp32 range and storage with a
+    10-bit mantissa in the products, several times faster on Ampere and later GPUs, and a rounding far
+    below the noise of SGD with dropout and random augmentation."""
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+
+def autocast_context(device, amp):
+    """bfloat16 autocast for `--amp bf16` on CUDA; a no-op context otherwise."""
+    if amp == "bf16" and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def pick_device(name):
@@ -320,9 +363,13 @@ class StopRequest:
 # The loop
 
 
+LOGGING = {"enabled": True}  # off on every rank but 0
+
+
 def log(message):
-    tqdm.write(message)
-    sys.stdout.flush()
+    if LOGGING["enabled"]:
+        tqdm.write(message)
+        sys.stdout.flush()
 
 
 def train_batch(model, optimizer, views, labels, normalise):
@@ -337,22 +384,34 @@ def train_batch(model, optimizer, views, labels, normalise):
 
 def main(recipe, argv=None):
     """Run the shared training loop for the try_*.py module whose globals() are `recipe`."""
+    ranks = distributed.ranks_from_environment()
     try:
         args = parse_args(recipe, argv)
         load_data.apply_root_argument(args)
-        run(recipe, args)
+        run(recipe, args, ranks)
     except (load_data.DataError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        prefix = f"rank {ranks.rank}: " if ranks.active else ""
+        print(f"error: {prefix}{exc}", file=sys.stderr)
         sys.exit(1)
+    finally:
+        distributed.finish(ranks)
+        LOGGING["enabled"] = True
 
 
-def run(recipe, args):
+def run(recipe, args, ranks=distributed.Ranks()):
     model_name = Path(recipe["__file__"]).stem
     config = run_config(recipe, args)
-    device = pick_device(args.device)
+    distributed.batch_share(config["CHUNK_SIZE"], config["BATCH_SIZE"], ranks)  # raises when 16 / N is no integer
+    device = distributed.rank_device(pick_device(args.device), ranks)
+    LOGGING["enabled"] = ranks.is_main
+    distributed.start(device, ranks)
+    enable_tf32(device)
     ckpt_path = checkpoint_path(model_name)
     num_chunks = config["NUM_CHUNKS"]
-    log(f"model {model_name} on {device}; writing {ckpt_path}")
+    log(f"model {model_name} on {device}{f' x {ranks.world_size} ranks' if ranks.active else ''}; "
+        f"writing {ckpt_path}")
+    if args.amp == "bf16" and device.type != "cuda":
+        log("--amp bf16 applies to CUDA only; training in fp32")
     log(f"learning-rate schedule (first chunk: lr) over {num_chunks} chunks: {config['LEARNING_RATE_SCHEDULE']}")
 
     train_ids_all = load_data.load_ids("train")
@@ -378,6 +437,8 @@ def run(recipe, args):
         state = resume(ckpt_path, config, model, optimizer)
 
     def checkpoint(**extra):
+        if not ranks.is_main:
+            return
         save_checkpoint(ckpt_path, dict(state, model=model.state_dict(), optimizer=optimizer.state_dict(),
                                         config=config, seed=config["SEED"], model_name=model_name,
                                         script=str(Path(recipe["__file__"]).resolve()), rng=rng_state(), **extra))
@@ -385,12 +446,15 @@ def run(recipe, args):
     valid_prepro = prepro_matrices(config, valid_ids, "train")
     valid_views = None
     if state["next_chunk"] < num_chunks:
-        log("preparing the validation views")
-        valid_views = precompute_views(valid_ids, "train", valid_prepro, args.workers)
+        if ranks.is_main:
+            log("preparing the validation views")
+            valid_views = precompute_views(valid_ids, "train", valid_prepro, args.workers)
         stopped = train_chunks(model, optimizer, config, state, args, device, checkpoint,
-                               train_ids, train_labels, valid_views, valid_labels, mean_baseline, model_name)
+                               train_ids, train_labels, valid_views, valid_labels, mean_baseline, model_name, ranks)
         if stopped:
             return
+    if not ranks.is_main:
+        return
 
     log("final predictions")
     if valid_views is None:
@@ -419,41 +483,110 @@ def resume(path, config, model, optimizer):
     return state
 
 
-def train_chunks(model, optimizer, config, state, args, device, checkpoint,
-                 train_ids, train_labels, valid_views, valid_labels, mean_baseline, model_name):
-    """Train from state's position to the end of the schedule, updating `state` in place.
-    Returns True when stopped by a signal (after saving), False when all chunks are done."""
+class LoadedChunk:
+    """A chunk's views (n, 2, 3, 69, 69) and labels (n, 37) as tensors on the training device."""
+
+    def __init__(self, chunk, device):
+        self.index = chunk.index
+        self.views = torch.from_numpy(chunk.views).to(device)
+        self.labels = torch.from_numpy(chunk.labels).to(device)
+
+    def batch(self, b, size):
+        """(views, labels) of minibatch b of `size` images."""
+        rows = slice(b * size, (b + 1) * size)
+        return self.views[rows], self.labels[rows]
+
+
+class PlannedChunk:
+    """A chunk whose plan (realtime_augmentation.ChunkPlan) is warped on the cache's device a minibatch at a
+    time: the views RandomChunks builds for the same plan, up to interpolation rounding (it rounds to uint8)."""
+
+    def __init__(self, index, plan, cache, labels):
+        """cache: DeviceImageCache of the training images; labels: (N, 37) tensor on its device."""
+        self.index, self.plan, self.cache, self.labels = index, plan, cache, labels
+
+    def batch(self, b, size):
+        import torch_augmentation as ta
+
+        rows = slice(b * size, (b + 1) * size)
+        positions = torch.from_numpy(self.plan.positions[rows]).to(self.cache.device)
+        views = self.cache.views(positions, self.plan.matrices[rows])
+        ta.add_colour_noise_torch(views, torch.from_numpy(self.plan.noise[rows]))
+        return views, self.labels.index_select(0, positions)
+
+
+def planned_chunks(random_chunks, device):
+    """PlannedChunk for each chunk of random_chunks (a RandomChunks, not iterated), images cached on device."""
+    import torch_augmentation as ta
+
+    cache = ta.DeviceImageCache.from_ids(random_chunks.galaxy_ids, random_chunks.subset, device)
+    labels = torch.from_numpy(random_chunks.labels).to(device)
+    for k in range(random_chunks.start_chunk, random_chunks.num_chunks):
+        yield PlannedChunk(k, random_chunks.plan(k), cache, labels)
+
+
+def training_chunks(config, args, ranks, device, train_ids, train_labels, start_chunk):
+    """This rank's share of every chunk from start_chunk on, each with .index and .batch(b, size)."""
     import realtime_augmentation as ra
 
+    share = None
+    if ranks.active:
+        share = distributed.batch_share(config["CHUNK_SIZE"], config["BATCH_SIZE"], ranks)
+    chunks = ra.RandomChunks(train_ids, train_labels, subset="train", chunk_size=config["CHUNK_SIZE"],
+                             num_chunks=config["NUM_CHUNKS"], seed=config["SEED"],
+                             augmentation=config["AUGMENTATION"], prepro=prepro_matrices(config, train_ids, "train"),
+                             start_chunk=start_chunk, num_workers=args.workers, select=share)
+    if args.data_on_device:
+        log(f"holding {len(train_ids)} training images on {device}")
+        return planned_chunks(chunks, device)
+    return (LoadedChunk(chunk, device) for chunk in chunks)
+
+
+def wrap_for_ranks(model, device, ranks):
+    """The model to train with: DistributedDataParallel around `model` for several ranks, else `model`."""
+    if not ranks.active:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def train_chunks(model, optimizer, config, state, args, device, checkpoint,
+                 train_ids, train_labels, valid_views, valid_labels, mean_baseline, model_name, ranks):
+    """Train from state's position to the end of the schedule, updating `state` in place.
+    Returns True when stopped by a signal (after saving), False when all chunks are done."""
     num_chunks, batch_size, chunk_size = config["NUM_CHUNKS"], config["BATCH_SIZE"], config["CHUNK_SIZE"]
     batches_per_chunk = chunk_size // batch_size
-    train_prepro = prepro_matrices(config, train_ids, "train")
+    rank_batch_size = batch_size // ranks.world_size
     max_norm = getattr(model, "max_norm", None) is not None
-    chunks = ra.RandomChunks(train_ids, train_labels, subset="train", chunk_size=chunk_size, num_chunks=num_chunks,
-                             seed=config["SEED"], augmentation=config["AUGMENTATION"], prepro=train_prepro,
-                             start_chunk=state["next_chunk"], num_workers=args.workers)
+    chunks = training_chunks(config, args, ranks, device, train_ids, train_labels, state["next_chunk"])
+    trained = wrap_for_ranks(model, device, ranks)
     remaining = (num_chunks - state["next_chunk"]) * batches_per_chunk - state["next_batch"]
     model.train()
-    with StopRequest() as stop, tqdm(total=remaining * batch_size, unit="img", unit_scale=True,
-                                     dynamic_ncols=True, mininterval=1.0) as bar:
+    with StopRequest() as stop, tqdm(total=remaining * batch_size, unit="img", unit_scale=True, dynamic_ncols=True,
+                                     mininterval=1.0, disable=not ranks.is_main) as bar:
         for chunk in chunks:
             k = chunk.index
             lr = learning_rate_at(config["LEARNING_RATE_SCHEDULE"], k)
             optimizer.set_lr(lr)
             normalise = k >= config["NUM_CHUNKS_NONORM"]
-            views = torch.from_numpy(chunk.views).to(device)
-            labels = torch.from_numpy(chunk.labels).to(device)
             start_time, first_batch = time.time(), state["next_batch"]
             for b in range(first_batch, batches_per_chunk):
-                batch = slice(b * batch_size, (b + 1) * batch_size)
-                state["chunk_losses"].append(train_batch(model, optimizer, views[batch], labels[batch], normalise))
+                if ranks.active:
+                    torch.manual_seed(distributed.seed_for(config["SEED"], ranks.rank, k, b))
+                views, labels = chunk.batch(b, rank_batch_size)
+                with autocast_context(device, args.amp):
+                    loss = train_batch(trained, optimizer, views, labels, normalise)
+                loss, stop_now = distributed.mean_and_any(loss, stop.requested, ranks, device)
+                state["chunk_losses"].append(loss)
                 if max_norm and (b + 1) % MAX_NORM_EVERY == 0:
                     model.apply_max_norm()
                 state["next_batch"] = b + 1
                 bar.update(batch_size)
-                if stop.requested and b + 1 < batches_per_chunk:
+                if stop_now and b + 1 < batches_per_chunk:
                     checkpoint()
                     log_stopped(k, b + 1, batches_per_chunk)
+                    distributed.barrier(ranks)
                     return True
 
             speed = (batches_per_chunk - first_batch) * batch_size / (time.time() - start_time)
@@ -462,15 +595,18 @@ def train_chunks(model, optimizer, config, state, args, device, checkpoint,
             log(f"chunk {k + 1}/{num_chunks}  lr {lr:g}  train RMSE {state['losses_train'][-1]:.6f}  "
                 f"{speed:.1f} img/s{'' if normalise else '  (no output normalisation)'}")
             if (k + 1) % config["VALIDATE_EVERY"] == 0 or k + 1 == num_chunks:
-                valid_rmse = rmse(predict(model, valid_views, device), valid_labels)
-                state["losses_valid"].append((k + 1, valid_rmse))
-                log(f"  validation RMSE {valid_rmse:.6f}  (predicting the training mean: {mean_baseline:.6f})")
-                checkpoint()
-                save_learning_curve(learning_curve_path(model_name), state["losses_train"],
-                                    state["losses_valid"], mean_baseline)
-            if stop.requested and k + 1 < num_chunks:
+                if ranks.is_main:
+                    valid_rmse = rmse(predict(model, valid_views, device), valid_labels)
+                    state["losses_valid"].append((k + 1, valid_rmse))
+                    log(f"  validation RMSE {valid_rmse:.6f}  (predicting the training mean: {mean_baseline:.6f})")
+                    checkpoint()
+                    save_learning_curve(learning_curve_path(model_name), state["losses_train"],
+                                        state["losses_valid"], mean_baseline)
+                distributed.barrier(ranks)
+            if distributed.mean_and_any(0.0, stop.requested, ranks, device)[1] and k + 1 < num_chunks:
                 checkpoint()
                 log_stopped(k + 1, 0, batches_per_chunk)
+                distributed.barrier(ranks)
                 return True
     return False
 

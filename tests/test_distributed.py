@@ -1,0 +1,180 @@
+"""Several processes (torchrun, gloo on the CPU) and the on-device data path, on a tiny synthetic root with a
+tiny model whose dropout is off (so that training is a deterministic function of the data):
+
+(a) --data-on-device warps each chunk's images with the same draws as RandomChunks: the views agree within
+    test_torch_augmentation.WARP_TOLERANCE (half a grey level plus cv2's fixed-point weights; RandomChunks
+    rounds its warps to uint8, grid_sample does not), the labels exactly; the ranks' shares of a chunk make up
+    the single-process chunk exactly;
+(b) 2-rank training ends with the parameters of a 1-process run with the same seed, up to summation order
+    (PARAMETER_TOLERANCE, measured);
+(c) a run stopped by SIGTERM reaching rank 1 saves at one position for all ranks, and that checkpoint
+    resumes in 1 process to the same end;
+(d) prediction sharded over 2 ranks writes the files of a 1-process run (allclose 1e-6).
+"""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import distributed
+import load_data
+import predict_augmented_npy
+import realtime_augmentation as ra
+import train
+from test_torch_augmentation import WARP_TOLERANCE
+from test_training import RECIPE_SOURCE as TINY_RECIPE, make_tiny_root
+
+REPO = Path(train.__file__).resolve().parent
+MODEL_NAME = "try_tiny_distributed_model"
+# Largest |2-rank - 1-process| parameter difference after 3 chunks of 2 minibatches: measured 7.5e-9
+# (float32 sums over 2 and over 4 images in another order); the parameters themselves are of order 0.01-1.
+PARAMETER_TOLERANCE = 1e-6
+RUN_OPTIONS = ["--num-chunks", "3", "--workers", "0", "--device", "cpu"]
+MAIN_BLOCK = '\n\nif __name__ == "__main__":'
+# test_training's tiny recipe with build_model replaced: dropout off, and a SIGTERM hook for rank 1.
+NO_DROPOUT_MODEL = '''
+
+
+import os
+import signal
+
+import torch
+
+SIGNAL_AT_CALL = int(os.environ.get("TEST_SIGTERM_RANK_1_AT_CALL", "0"))
+
+
+class NoDropoutNet(convnet.GalaxyConvNet):
+    """On rank 1, training forward call number SIGNAL_AT_CALL sends this process SIGTERM."""
+
+    calls = 0
+
+    def forward(self, views, normalise=True):
+        if self.training:
+            NoDropoutNet.calls += 1
+            if NoDropoutNet.calls == SIGNAL_AT_CALL and os.environ.get("RANK") == "1":
+                os.kill(os.getpid(), signal.SIGTERM)
+        return super().forward(views, normalise)
+
+
+def build_model():
+    model = NoDropoutNet(num_filters=(4, 4, 4, 4), dense_units=16)
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    return model
+'''
+assert TINY_RECIPE.count(MAIN_BLOCK) == 1
+RECIPE_SOURCE = TINY_RECIPE.replace(MAIN_BLOCK, NO_DROPOUT_MODEL + MAIN_BLOCK)
+
+
+def torchrun(script, *args, extra_env=None):
+    """Run `script args` on 2 CPU ranks; returns the CompletedProcess (output captured)."""
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", **(extra_env or {}))
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
+               str(script), *args]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+@pytest.fixture(scope="module")
+def setting(tmp_path_factory):
+    """A tiny root, the try script, and its 1-process run's final checkpoint."""
+    folder = tmp_path_factory.mktemp("distributed")
+    root = make_tiny_root(folder / "root", num_train=24, num_test=5)
+    script = folder / f"{MODEL_NAME}.py"
+    script.write_text(RECIPE_SOURCE)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("GALAXY_RAM_DIR", str(folder / "ram"))
+        patch.delenv("GALAXY_ROOT", raising=False)
+        recipe = vars(train.import_try_script(MODEL_NAME, script))
+        single = run_and_load(recipe, root, "--fresh")
+        yield dict(root=root, script=script, recipe=recipe, single=single)
+    load_data.set_root(None)
+
+
+def run_and_load(recipe, root, *options):
+    train.main(recipe, ["--root", str(root), *RUN_OPTIONS, *options])
+    return load_checkpoint(root)
+
+
+def load_checkpoint(root):
+    load_data.set_root(root)
+    return train.load_checkpoint(train.checkpoint_path(MODEL_NAME))
+
+
+def largest_parameter_difference(first, second):
+    assert first["model"].keys() == second["model"].keys()
+    return max((first["model"][name] - second["model"][name]).abs().max().item() for name in first["model"])
+
+
+def test_batch_share_splits_every_minibatch_in_rank_order():
+    shares = [distributed.batch_share(10, 4, distributed.Ranks(rank, 2)) for rank in range(2)]
+    np.testing.assert_array_equal(shares[0], [0, 1, 4, 5])
+    np.testing.assert_array_equal(shares[1], [2, 3, 6, 7])
+    with pytest.raises(ValueError, match="cannot be split evenly over 3"):
+        distributed.batch_share(16, 16, distributed.Ranks(0, 3))
+
+
+def test_rank_shares_and_device_views_match_random_chunks(setting):
+    load_data.set_root(setting["root"])
+    ids, labels = load_data.load_ids("train"), load_data.load_solutions()
+    options = dict(subset="train", chunk_size=8, num_chunks=2, seed=5, start_chunk=1, num_workers=0)
+    expected = next(iter(ra.RandomChunks(ids, labels, **options)))
+
+    shares = [next(iter(ra.RandomChunks(ids, labels, select=distributed.batch_share(8, 4, distributed.Ranks(r, 2)),
+                                        **options))) for r in range(2)]
+    per_batch = np.concatenate([np.stack([share.views.reshape(2, 2, *share.views.shape[1:])[b] for share in shares])
+                                for b in range(2)]).reshape(expected.views.shape)
+    np.testing.assert_array_equal(per_batch, expected.views)
+
+    chunk = next(train.planned_chunks(ra.RandomChunks(ids, labels, **options), torch.device("cpu")))
+    views, got_labels = (torch.cat(parts).numpy() for parts in zip(*(chunk.batch(b, 4) for b in range(2))))
+    assert chunk.index == 1
+    np.testing.assert_array_equal(got_labels, expected.labels)
+    difference = np.abs(views - expected.views).max()
+    print(f"largest |device view - RandomChunks view| {difference:.2e} (tolerance {WARP_TOLERANCE:.2e})")
+    assert difference <= WARP_TOLERANCE
+
+
+def test_data_on_device_training_runs_close_to_the_worker_path(setting):
+    on_device = run_and_load(setting["recipe"], setting["root"], "--fresh", "--data-on-device")
+    assert on_device["losses_train"] == pytest.approx(setting["single"]["losses_train"], rel=0.05)
+    assert np.isfinite(on_device["valid_rmse"])
+
+
+def test_two_ranks_train_like_one_process(setting):
+    result = torchrun(setting["script"], "--root", str(setting["root"]), *RUN_OPTIONS, "--fresh")
+    assert result.stdout.count("chunk 3/3") == 1  # rank 0 alone prints
+    two_ranks = load_checkpoint(setting["root"])
+    difference = largest_parameter_difference(two_ranks, setting["single"])
+    print(f"largest |2 ranks - 1 process| parameter difference {difference:.2e}")
+    assert difference <= PARAMETER_TOLERANCE
+    np.testing.assert_allclose(two_ranks["losses_train"], setting["single"]["losses_train"], rtol=1e-5)
+    assert (load_data.predictions_dir() / f"{MODEL_NAME}.csv.gz").exists()
+
+
+def test_sigterm_on_rank_1_stops_both_and_resumes_in_one_process(setting):
+    # Training forward call 3 on rank 1 is minibatch 1 of chunk 1 (2 minibatches per chunk).
+    torchrun(setting["script"], "--root", str(setting["root"]), *RUN_OPTIONS, "--fresh",
+             extra_env={"TEST_SIGTERM_RANK_1_AT_CALL": "3"})
+    stopped = load_checkpoint(setting["root"])
+    assert (stopped["next_chunk"], stopped["next_batch"]) == (1, 1)
+    resumed = run_and_load(setting["recipe"], setting["root"])
+    assert largest_parameter_difference(resumed, setting["single"]) <= PARAMETER_TOLERANCE
+
+
+def test_sharded_prediction_writes_the_single_process_files(setting):
+    root, options = setting["root"], ["--num-transforms", "2", "--device", "cpu", "--workers", "0"]
+    assert predict_augmented_npy.main([MODEL_NAME, "--root", str(root), *options]) == 0
+    paths = [predict_augmented_npy.target_path(MODEL_NAME, split) for split in ("valid", "test")]
+    single = [load_data.load_gz(path) for path in paths]
+    torchrun(REPO / "predict_augmented_npy.py", MODEL_NAME, "--root", str(root), *options)
+    for path, expected in zip(paths, single):
+        got = load_data.load_gz(path)
+        assert got.shape == expected.shape
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
