@@ -25,24 +25,19 @@ BLEND_FILES = {"uniform": "blended_predictions_uniform.npy.gz", "per_model": "bl
                "per_column": "blended_predictions_separate.npy.gz"}
 
 
-def augmented_dir(subset):
-    """predictions/final/augmented/<subset> (subset: 'valid' or 'test')."""
-    return load_data.predictions_dir() / "augmented" / subset
-
-
 def blended_dir():
     return load_data.predictions_dir() / "blended"
 
 
 def available_models():
     """Sorted names of the models with a test-set prediction file; each must also have its validation file."""
-    models = sorted(p.name[:-len(".npy.gz")] for p in augmented_dir("test").glob("*.npy.gz"))
+    models = sorted(p.name[:-len(".npy.gz")] for p in load_data.augmented_predictions_dir("test").glob("*.npy.gz"))
     if not models:
-        raise load_data.DataError(f"{augmented_dir('test')}: no <model>.npy.gz predictions; "
+        raise load_data.DataError(f"{load_data.augmented_predictions_dir('test')}: no <model>.npy.gz predictions; "
                                   "run predict_augmented_npy.py for at least one model first")
     for model in models:
-        if not (augmented_dir("valid") / f"{model}.npy.gz").exists():
-            raise load_data.DataError(f"{augmented_dir('valid') / (model + '.npy.gz')}: missing (the test "
+        if not (load_data.augmented_predictions_dir("valid") / f"{model}.npy.gz").exists():
+            raise load_data.DataError(f"{load_data.augmented_predictions_dir('valid') / (model + '.npy.gz')}: missing (the test "
                                       "predictions of this model exist); rerun predict_augmented_npy.py for it")
     return models
 
@@ -113,7 +108,7 @@ def blend_test_set(models, weights_by_blend, num_test):
     """Apply each blend's weights to the test predictions, one model's file at a time: {blend name: (N_test, 37)}."""
     totals = {name: np.zeros((num_test, decision_tree.NUM_OUTPUTS)) for name in weights_by_blend}
     for m, model in enumerate(models):
-        predictions = load_checked(augmented_dir("test") / f"{model}.npy.gz", (num_test, decision_tree.NUM_OUTPUTS))
+        predictions = load_checked(load_data.augmented_predictions_dir("test") / f"{model}.npy.gz", (num_test, decision_tree.NUM_OUTPUTS))
         for name, weights in weights_by_blend.items():
             totals[name] += predictions * weights[m]  # a scalar, or (37,) per column
     return totals
@@ -122,7 +117,7 @@ def blend_test_set(models, weights_by_blend, num_test):
 def run():
     models = available_models()
     labels = validation_labels()
-    stack = np.stack([load_checked(augmented_dir("valid") / f"{model}.npy.gz", labels.shape) for model in models])
+    stack = np.stack([load_checked(load_data.augmented_predictions_dir("valid") / f"{model}.npy.gz", labels.shape) for model in models])
     num_models = len(models)
     print(f"{num_models} models, {len(labels)} validation images")
     print("validation RMSE of each model:")

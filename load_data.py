@@ -113,6 +113,16 @@ def predictions_dir():
     return root() / "predictions" / "final"
 
 
+def augmented_predictions_dir(split):
+    """predictions/final/augmented/<split>: test-time-averaged predictions (split: 'valid' or 'test')."""
+    return predictions_dir() / "augmented" / split
+
+
+def synthetic_test_solutions_path():
+    """data/raw/synthetic_test_solutions.csv: the synthetic dataset's test labels, read only when scoring."""
+    return raw_dir() / "synthetic_test_solutions.csv"
+
+
 def analysis_dir():
     return root() / "analysis" / "final"
 

@@ -24,14 +24,8 @@ import decision_tree
 import load_data
 import synthetic_galaxies
 
-SYNTHETIC_TEST_SOLUTIONS = "synthetic_test_solutions.csv"
 FIRST_ID, LAST_ID = 100000, 999999  # 6-digit GalaxyIDs, like the real ones
 DECIMALS = 6
-
-
-def synthetic_test_solutions_path():
-    """Where the synthetic test labels live: data/raw/synthetic_test_solutions.csv under the current root."""
-    return load_data.raw_dir() / SYNTHETIC_TEST_SOLUTIONS
 
 
 def draw_galaxy_ids(seed, num_train, num_test):
@@ -97,7 +91,7 @@ def prepare_folders(overwrite):
         for path in old:
             path.unlink()
         folder.mkdir(parents=True, exist_ok=True)
-    for csv_path in (load_data.solutions_csv_path(), synthetic_test_solutions_path()):
+    for csv_path in (load_data.solutions_csv_path(), load_data.synthetic_test_solutions_path()):
         if overwrite and csv_path.exists():
             csv_path.unlink()
 
@@ -114,7 +108,7 @@ def make_dataset(num_train, num_test, seed, workers, overwrite=False):
     labels = render_all(tasks, workers)
     rate = len(tasks) / (time.time() - start)
     write_solutions_csv(load_data.solutions_csv_path(), subsets["train"], labels[:num_train])
-    write_solutions_csv(synthetic_test_solutions_path(), subsets["test"], labels[num_train:])
+    write_solutions_csv(load_data.synthetic_test_solutions_path(), subsets["test"], labels[num_train:])
     return rate
 
 

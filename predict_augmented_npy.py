@@ -84,7 +84,7 @@ def predict_augmented(model, galaxy_ids, subset, transforms, prepro, device, bat
 
 def target_path(model_name, split):
     """predictions/final/augmented/<split>/<model_name>.npy.gz (split: 'valid' or 'test')."""
-    return load_data.predictions_dir() / "augmented" / split / f"{model_name}.npy.gz"
+    return load_data.augmented_predictions_dir(split) / f"{model_name}.npy.gz"
 
 
 def predict_split_sharded(model, galaxy_ids, subset, transforms, prepro, args, device, ranks, label):

@@ -20,12 +20,7 @@ import decision_tree
 import load_data
 import submission
 
-SYNTHETIC_TEST_SOLUTIONS = "synthetic_test_solutions.csv"
 FILE_SUFFIXES = (".npy.gz", ".csv.gz")
-
-
-def synthetic_test_solutions_path():
-    return load_data.raw_dir() / SYNTHETIC_TEST_SOLUTIONS
 
 
 def training_split():
@@ -43,7 +38,7 @@ def subset_labels(subset):
     if subset == "valid":
         ids, labels, _, valid_idx = training_split()
         return ids[valid_idx], labels[valid_idx]
-    path = synthetic_test_solutions_path()
+    path = load_data.synthetic_test_solutions_path()
     if not path.exists():
         raise load_data.DataError(f"{path}: missing. The real test labels are not public; only the synthetic "
                                   "data generator writes this file. Score the validation split with --subset valid")

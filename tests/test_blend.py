@@ -34,8 +34,8 @@ def write_models(root):
     names = [f"model_{level}" for level in NOISE_LEVELS]
     valid, test = noisy_copies(labels, seed=1), noisy_copies(test_labels, seed=2)
     for name, v, t in zip(names, valid, test):
-        load_data.save_gz(blend_predictions.augmented_dir("valid") / f"{name}.npy.gz", v)
-        load_data.save_gz(blend_predictions.augmented_dir("test") / f"{name}.npy.gz", t)
+        load_data.save_gz(load_data.augmented_predictions_dir("valid") / f"{name}.npy.gz", v)
+        load_data.save_gz(load_data.augmented_predictions_dir("test") / f"{name}.npy.gz", t)
     return names, np.stack(valid).astype(np.float64), np.stack(test).astype(np.float64)
 
 
@@ -89,12 +89,12 @@ def test_nothing_to_blend_or_shapes_that_disagree_are_clear_errors(blend_root, c
     assert "no <model>.npy.gz predictions" in capsys.readouterr().err
 
     names, _, test = write_models(blend_root)
-    load_data.save_gz(blend_predictions.augmented_dir("test") / f"{names[1]}.npy.gz", test[1, :-1])
+    load_data.save_gz(load_data.augmented_predictions_dir("test") / f"{names[1]}.npy.gz", test[1, :-1])
     assert blend_predictions.main(["--root", str(blend_root)]) == 1
     err = capsys.readouterr().err
     assert f"{names[1]}.npy.gz" in err and "shape" in err
     assert not blend_predictions.blended_dir().exists()
 
-    (blend_predictions.augmented_dir("valid") / f"{names[2]}.npy.gz").unlink()
+    (load_data.augmented_predictions_dir("valid") / f"{names[2]}.npy.gz").unlink()
     assert blend_predictions.main(["--root", str(blend_root)]) == 1
     assert f"valid/{names[2]}.npy.gz: missing" in capsys.readouterr().err

@@ -151,7 +151,7 @@ def test_score_against_synthetic_test_labels_and_the_validation_split(label_root
     err = capsys.readouterr().err
     assert "not public" in err and "--subset valid" in err
 
-    submission.write_submission(score_predictions.synthetic_test_solutions_path(), test_ids, test_labels)
+    submission.write_submission(load_data.synthetic_test_solutions_path(), test_ids, test_labels)
     assert convert_npy_to_csv.main([str(npy), "--root", str(label_root)]) == 0
     for path in (npy, label_root / "preds.csv.gz"):
         table = score_predictions.score_file(path, "test")
@@ -177,7 +177,7 @@ def test_score_against_synthetic_test_labels_and_the_validation_split(label_root
 
 def test_score_refuses_ids_that_are_not_the_labelled_ones(label_root, capsys):
     test_ids = np.load(label_root / "data" / "test_ids.npy")
-    submission.write_submission(score_predictions.synthetic_test_solutions_path(), test_ids,
+    submission.write_submission(load_data.synthetic_test_solutions_path(), test_ids,
                                 random_predictions(len(test_ids)))
     wrong = label_root / "wrong.csv.gz"
     submission.write_submission(wrong, np.append(test_ids[1:], test_ids[-1] + 1), random_predictions(len(test_ids)))

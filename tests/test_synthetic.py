@@ -49,7 +49,7 @@ def test_kaggle_layout_csvs_and_ids(tmp_path):
     assert make_root(tmp_path, seed=0, num_train=20, num_test=10) == 0
     load_data.set_root(tmp_path)
     train = pd.read_csv(load_data.solutions_csv_path())
-    test = pd.read_csv(make_synthetic_data.synthetic_test_solutions_path())
+    test = pd.read_csv(load_data.synthetic_test_solutions_path())
     for table, subset, count in ((train, "train", 20), (test, "test", 10)):
         assert tuple(table.columns) == decision_tree.CSV_HEADER
         ids = table["GalaxyID"].to_numpy()
