@@ -344,27 +344,27 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+def extract_and_save(subsets, workers, limit):
+    """Measure every image of `subsets`, print the summaries and write the parameter files."""
+    for subset in subsets:
+        arrays, failures, seconds = extract_subset(subset, workers, limit)
+        count = len(next(iter(arrays.values())))
+        print(f"{subset}: {count} images in {load_data.hms(seconds)} "
+              f"({1000 * seconds / max(count, 1):.1f} ms per image, {workers} workers)")
+        print("  centre shift: distance of (x, y) from (211.5, 211.5), the shift the centring applies\n"
+              "  0-based offset: distance of the galaxy from the image centre\n"
+              "  a, b, flux_radius, fwhm in px; petro_radius, kron_radius in units of the ellipse")
+        for param_set in PARAM_SETS:
+            path = target_path(param_set, subset)
+            load_data.save_gz(path, arrays[param_set.name])
+            print("\n".join(summary_lines(param_set, arrays[param_set.name], failures[param_set.name])))
+            print(f"  saved {path}")
+
+
 def main(argv=None):
     args = parse_args(argv)
     load_data.apply_root_argument(args)
-    try:
-        for subset in args.subsets:
-            arrays, failures, seconds = extract_subset(subset, args.workers, args.limit)
-            count = len(next(iter(arrays.values())))
-            print(f"{subset}: {count} images in {load_data.hms(seconds)} "
-                  f"({1000 * seconds / max(count, 1):.1f} ms per image, {args.workers} workers)")
-            print("  centre shift: distance of (x, y) from (211.5, 211.5), the shift the centring applies\n"
-                  "  0-based offset: distance of the galaxy from the image centre\n"
-                  "  a, b, flux_radius, fwhm in px; petro_radius, kron_radius in units of the ellipse")
-            for param_set in PARAM_SETS:
-                path = target_path(param_set, subset)
-                load_data.save_gz(path, arrays[param_set.name])
-                print("\n".join(summary_lines(param_set, arrays[param_set.name], failures[param_set.name])))
-                print(f"  saved {path}")
-    except load_data.DataError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return load_data.report_data_errors(lambda: extract_and_save(args.subsets, args.workers, args.limit))
 
 
 if __name__ == "__main__":

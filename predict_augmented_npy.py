@@ -33,6 +33,7 @@ import realtime_augmentation as ra
 import train
 
 NUM_ROTATIONS, NUM_FLIPS, NUM_ZOOMS = 10, 2, 3
+NUM_TRANSFORMS = NUM_ROTATIONS * NUM_FLIPS * NUM_ZOOMS
 # tta_transforms() lists zooms (1/1.2, 1, 1.2); the spread order visits zoom 1 first.
 ZOOMS_IDENTITY_FIRST = (1, 0, 2)
 BATCH_SIZE = 32  # views per forward pass, as in the original solution
@@ -41,7 +42,7 @@ BATCH_SIZE = 32  # views per forward pass, as in the original solution
 def spread_transform_indices(num_transforms):
     """Indices into tta_transforms() of an evenly spread subset of num_transforms (1..60) transforms,
     the identity first (see the module docstring for the order)."""
-    total = NUM_ROTATIONS * NUM_FLIPS * NUM_ZOOMS
+    total = NUM_TRANSFORMS
     if not 1 <= num_transforms <= total:
         raise ValueError(f"--num-transforms must be within 1..{total}, got {num_transforms}")
     picks = np.arange(num_transforms) * total // num_transforms
@@ -135,7 +136,7 @@ def run(args, ranks=distributed.Ranks()):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", help="the try_*.py script's name without .py (its checkpoint is analysis/final/MODEL.pt)")
-    parser.add_argument("--num-transforms", type=int, default=NUM_ROTATIONS * NUM_FLIPS * NUM_ZOOMS,
+    parser.add_argument("--num-transforms", type=int, default=NUM_TRANSFORMS,
                         help="how many of the 60 transforms to average over (an evenly spread subset; default all)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, or auto (cuda when available)")
     parser.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="views per forward pass")
@@ -144,8 +145,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.batch_size < 1:
         parser.error(f"--batch-size must be at least 1, got {args.batch_size}")
-    if not 1 <= args.num_transforms <= NUM_ROTATIONS * NUM_FLIPS * NUM_ZOOMS:
-        parser.error(f"--num-transforms must be within 1..{NUM_ROTATIONS * NUM_FLIPS * NUM_ZOOMS}, got {args.num_transforms}")
+    if not 1 <= args.num_transforms <= NUM_TRANSFORMS:
+        parser.error(f"--num-transforms must be within 1..{NUM_TRANSFORMS}, got {args.num_transforms}")
     load_data.apply_root_argument(args)
     ranks = distributed.ranks_from_environment()
     try:
