@@ -16,18 +16,21 @@ import argparse
 import contextlib
 import gzip
 import hashlib
+import io
 import os
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
+import simplejpeg
 from PIL import Image
 
 IMAGE_SIZE = 424
 SUBSETS = ("train", "test")
 RAW_IMAGE_FOLDERS = {"train": "images_train_rev1", "test": "images_test_rev1"}
 SOLUTIONS_CSV = "training_solutions_rev1.csv"
+JPEG_START = b"\xff\xd8\xff"  # start-of-image marker and the next marker's lead byte
 
 _root_override = None
 
@@ -197,23 +200,33 @@ def train_valid_split(num_train):
 
 
 def decode_jpeg(path, galaxy_id=None):
-    """Decode one image file to uint8 (424, 424, 3), or raise DataError naming the file and ID."""
+    """Decode one image file to uint8 (424, 424, 3), or raise DataError naming the file and ID.
+    libjpeg-turbo through simplejpeg: the same pixels as PIL's decoder, without its per-image overhead."""
     who = f"{path}" + (f" (GalaxyID {galaxy_id})" if galaxy_id is not None else "")
-    if not Path(path).exists():
-        raise DataError(f"{who}: image file missing")
     try:
-        with Image.open(path) as img:
-            if img.format != "JPEG":
-                raise DataError(f"{who}: not a JPEG file (found {img.format})")
-            img.load()
-            array = np.asarray(img.convert("RGB"))
-    except DataError:
-        raise
-    except (OSError, SyntaxError, ValueError) as exc:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{who}: image file missing") from None
+    except OSError as exc:
+        raise DataError(f"{who}: cannot read image: {exc}") from None
+    if not data.startswith(JPEG_START):
+        raise DataError(f"{who}: not a JPEG file (found {_image_format(data)})")
+    try:
+        array = simplejpeg.decode_jpeg(data, colorspace="RGB")
+    except ValueError as exc:
         raise DataError(f"{who}: cannot decode image: {exc}") from None
     if array.shape != (IMAGE_SIZE, IMAGE_SIZE, 3):
         raise DataError(f"{who}: image is {array.shape[1]}x{array.shape[0]}, expected {IMAGE_SIZE}x{IMAGE_SIZE}")
     return array
+
+
+def _image_format(data):
+    """The format PIL recognises in `data` (e.g. 'PNG'), or 'unknown data', for error messages."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            return img.format
+    except (OSError, SyntaxError, ValueError):
+        return "unknown data"
 
 
 class ImageCache:

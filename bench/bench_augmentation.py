@@ -1,12 +1,12 @@
 """Images per second on one CPU core for the training input pipeline: JPEG decode + both 69x69 views + colour
-noise, the fast path (uint8 decode, one cv2.warpAffine per view) against the original solution's approach
-(decode to float, skimage warp per channel per view), on the same images with the same transforms.
+noise, the fast path (load_data.decode_jpeg to uint8, one cv2.warpAffine per view) against the original
+solution's approach (skimage.io.imread, float, skimage warp per channel per view), on the same images with the
+same transforms.
 
     python bench/bench_augmentation.py [--num-images N] [--repeats R] [--seed S] [--folder DIR]
 
 Also timed: the fast path reading the decoded uint8 cache (decode skipped; the cache is a memory-mapped .npy
-in a temporary folder, as copy_data_to_shm.py builds it) and, as an experiment, PIL's draft mode (the JPEG
-decoded at 212x212 in the DCT domain, the transforms scaled to match), with its difference from the reference.
+in a temporary folder, as copy_data_to_shm.py builds it), and the JPEG decode alone.
 Uses the real training images in ../shared/real_sample (skips with a message when absent).
 """
 import argparse
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image
+import skimage.io
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -27,7 +27,6 @@ import realtime_augmentation as ra  # noqa: E402
 from bench_image_loading import fastest  # noqa: E402
 
 REAL_IMAGES = Path(__file__).resolve().parents[2] / "shared" / "real_sample" / "images_train_rev1"
-DRAFT_SIZE = ra.IMAGE_SIZE // 2
 
 
 def parse_args():
@@ -45,8 +44,8 @@ def fast_from_jpeg(paths, augments):
 
 
 def reference_from_jpeg(paths, augments):
-    """The original's approach: decode to float, skimage warp per channel per view."""
-    return np.stack([ra.warp_views_reference(load_data.decode_jpeg(p).astype(np.float32) / 255.0, m)
+    """The original's approach: skimage.io.imread, convert to float, skimage warp per channel per view."""
+    return np.stack([ra.warp_views_reference(skimage.io.imread(p).astype(np.float32) / 255.0, m)
                      for p, m in zip(paths, augments)])
 
 
@@ -54,26 +53,6 @@ def fast_from_cache(cache_file, augments):
     """Fast path from the decoded uint8 cache (memory-mapped; one row copied out per image)."""
     cache = np.load(cache_file, mmap_mode="r")
     return np.stack([ra.warp_views(np.array(cache[i]), m) for i, m in enumerate(augments)])
-
-
-def draft_decode(path):
-    """uint8 (212, 212, 3): the JPEG decoded at half size by libjpeg's DCT scaling."""
-    with Image.open(path) as image:
-        image.draft("RGB", (DRAFT_SIZE, DRAFT_SIZE))
-        array = np.asarray(image.convert("RGB"))
-    if array.shape != (DRAFT_SIZE, DRAFT_SIZE, 3):
-        raise load_data.DataError(f"{path}: draft decode gave {array.shape}")
-    return array
-
-
-# 424-px coordinates -> 212-px coordinates, pixel centres kept: x' = (x + 0.5) / 2 - 0.5.
-HALF_SCALE = np.array([[0.5, 0.0, -0.25], [0.0, 0.5, -0.25], [0.0, 0.0, 1.0]])
-
-
-def fast_from_draft(paths, augments):
-    """Fast path on the half-size draft decode."""
-    return np.stack([ra.to_float(ra.warp_uint8(draft_decode(p), HALF_SCALE @ ra.view_matrices(m)))
-                     for p, m in zip(paths, augments)])
 
 
 def with_noise(make_views, source, augments, seed):
@@ -104,7 +83,6 @@ def main():
         "original approach (float decode + skimage warp)": (reference_from_jpeg, paths),
         "fast path (uint8 decode + cv2.warpAffine)": (fast_from_jpeg, paths),
         "fast path from the uint8 cache": (fast_from_cache, None),
-        "fast path on PIL draft decode (212 px)": (fast_from_draft, paths),
     }
     methods["JPEG decode alone (uint8, no views)"] = (decode_only, paths)
     runs = {name: (float("inf"), None) for name in methods}

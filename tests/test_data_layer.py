@@ -348,3 +348,14 @@ def test_real_sample_ids_and_labels(real_sample, tmp_path, capsys):
     expected = np.array([rows[g] for g in train_ids], dtype=np.float32)
     np.testing.assert_array_equal(load_data.load_solutions(), expected)
 
+
+
+def test_decoder_gives_pil_pixels_on_the_real_sample(real_sample):
+    """load_data.decode_jpeg (libjpeg-turbo via simplejpeg) returns exactly what PIL decodes."""
+    paths = sorted((real_sample / "images_train_rev1").glob("*.jpg")) + sorted(
+        (real_sample / "images_test_rev1").glob("*.jpg"))
+    assert len(paths) > 500
+    for path in paths:
+        with Image.open(path) as img:
+            expected = np.asarray(img.convert("RGB"))
+        np.testing.assert_array_equal(load_data.decode_jpeg(path), expected, err_msg=str(path))
