@@ -2,12 +2,16 @@
 
     python demo.py                    # everything under demo_run/ (the default root of the demo)
     python demo.py --root /tmp/gz     # elsewhere
+    python demo.py --root ensemble_run --models A,B,C    # train and blend several try_*.py models
 
-Each step is the same script a user runs by hand on the real data; only the schedule options are
-shortened here. Running it again reuses the dataset and resumes training where it stopped.
+Each step is the same script a user runs by hand on the real data. Two things differ from the recipe: the
+schedule is shortened, and the models start from the standard initialisation (--init standard) instead of the
+original's, which keeps the network at the training mean far longer than this demo trains (doc/method.md,
+"Initialisation and short runs"). Running it again reuses the dataset and resumes training where it stopped.
 """
 import argparse
 import os
+import string
 import subprocess
 import sys
 import time
@@ -27,8 +31,20 @@ def parse_args():
     parser.add_argument("--validate-every", type=int, default=4, help="chunks between validations (recipe: 20)")
     parser.add_argument("--num-transforms", type=int, default=6,
                         help="test-time transforms per image (the recipe has 60)")
-    parser.add_argument("--seed", type=int, default=0)
-    return parser.parse_args()
+    parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic dataset (each model trains "
+                        "with its own recipe's SEED, so repeated-run members stay different)")
+    parser.add_argument("--init", choices=("standard", "original"), default="standard",
+                        help="initialisation of the trained models (train.py --init). The demo's default, standard, "
+                        "leaves the training mean within the demo's few thousand images; with the recipe's original "
+                        "one the network is still at the mean when the demo ends (doc/method.md)")
+    parser.add_argument("--models", default=MODEL,
+                        help="comma-separated try_*.py models to train, average and blend (default: the best model)")
+    args = parser.parse_args()
+    args.models = [name.strip().removesuffix(".py") for name in args.models.split(",") if name.strip()]
+    missing = [name for name in args.models if not (HERE / f"{name}.py").is_file()]
+    if missing or not args.models:
+        parser.error(f"no such model script: {', '.join(f'{name}.py' for name in missing) or '(none given)'}")
+    return args
 
 
 def run_step(number, title, writes, command, env):
@@ -62,13 +78,18 @@ def main():
              "data/pysex_params_{gen2,extra}_{train,test}.npy.gz", ["extract_pysex_params.py", *with_root], env)
     run_step(4, "copy the images to RAM and build the decoded cache", "the RAM copy in /dev/shm",
              ["copy_data_to_shm.py", *with_root, "--cache"], env)
-    run_step(5, "train the best single model (short schedule)",
-             f"analysis/final/{MODEL}.pt, predictions/final/{MODEL}.csv.gz",
-             [f"{MODEL}.py", *with_root, "--num-chunks", str(args.num_chunks), "--chunk-size", str(args.chunk_size),
-              "--validate-every", str(args.validate_every), "--seed", str(args.seed)], env)
-    run_step(6, "test-time-averaged predictions",
-             f"predictions/final/augmented/{{valid,test}}/{MODEL}.npy.gz",
-             ["predict_augmented_npy.py", MODEL, *with_root, "--num-transforms", str(args.num_transforms)], env)
+    for letter, model in zip(string.ascii_lowercase, args.models):
+        number = f"5{letter}" if len(args.models) > 1 else "5"
+        run_step(number, f"train {model} (short schedule)",
+                 f"analysis/final/{model}.pt, predictions/final/{model}.csv.gz",
+                 [f"{model}.py", *with_root, "--num-chunks", str(args.num_chunks), "--chunk-size", str(args.chunk_size),
+                  "--validate-every", str(args.validate_every),
+                  "--init", args.init], env)
+    for letter, model in zip(string.ascii_lowercase, args.models):
+        number = f"6{letter}" if len(args.models) > 1 else "6"
+        run_step(number, f"test-time-averaged predictions of {model}",
+                 f"predictions/final/augmented/{{valid,test}}/{model}.npy.gz",
+                 ["predict_augmented_npy.py", model, *with_root, "--num-transforms", str(args.num_transforms)], env)
     run_step(7, "blend the models", "predictions/final/blended/blended_predictions*.npy.gz",
              ["blend_predictions.py", *with_root], env)
     blended = root / "predictions" / "final" / "blended" / "blended_predictions_uniform.npy.gz"

@@ -3,6 +3,8 @@
 Shapes use B for images in the minibatch, V for views per image (2: plain and rotated 45 degrees),
 P for parts per image (16 = 4 corners x 2 flips x V), C/H/W for channels, height and width.
 """
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -115,6 +117,21 @@ def dense(in_features, out_features, weight_std, bias_value, dropout=0.5):
         linear.weight.normal_(0.0, weight_std)
         linear.bias.fill_(bias_value)
     return nn.Sequential(nn.Dropout(dropout), linear) if dropout > 0 else linear
+
+
+@torch.no_grad()
+def reinitialise_standard(model):
+    """Re-draw, in place, the weights of every ConvUntiedBias and nn.Linear in `model` with today's usual
+    scaling instead of the original's fixed small standard deviations: convolutions He-normal
+    (std sqrt(2 / fan_in), biases 0), linear maps PyTorch's default (uniform, bound 1 / sqrt(fan_in)).
+    Not the original recipe: a departure for short runs (see train.py's --init)."""
+    for module in model.modules():
+        if isinstance(module, ConvUntiedBias):
+            fan_in = module.weight[0].numel()
+            module.weight.normal_(0.0, math.sqrt(2.0 / fan_in))
+            module.bias.zero_()
+        elif isinstance(module, nn.Linear):
+            module.reset_parameters()
 
 
 @torch.no_grad()

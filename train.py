@@ -53,6 +53,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 import distributed
+import layers
 import load_data
 
 HERE = Path(__file__).resolve().parent
@@ -134,6 +135,10 @@ def parse_args(recipe, argv=None):
     parser.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint and start over")
     parser.add_argument("--data-on-device", action="store_true",
                         help="hold the training images on the training device and augment there (no workers)")
+    parser.add_argument("--init", choices=("original", "standard"), default="original",
+                        help="original: the recipe's initialisation (default); standard: He/PyTorch-default scaling "
+                        "(layers.reinitialise_standard), which leaves the training mean within a few thousand "
+                        "images where the original's needs tens of thousands: for short CPU runs such as the demo")
     parser.add_argument("--amp", choices=("off", "bf16"), default="off",
                         help="bf16: bfloat16 autocast for training on CUDA (default off: fp32 as the original)")
     load_data.add_root_argument(parser)
@@ -151,6 +156,7 @@ def run_config(recipe, args):
     overrides = dict(NUM_CHUNKS=args.num_chunks, CHUNK_SIZE=args.chunk_size, VALIDATE_EVERY=args.validate_every,
                      BATCH_SIZE=args.batch_size, SEED=args.seed)
     config.update({key: value for key, value in overrides.items() if value is not None})
+    config["INIT"] = args.init
     config["LEARNING_RATE_SCHEDULE"] = scaled_schedule(recipe["LEARNING_RATE_SCHEDULE"], recipe["NUM_CHUNKS"],
                                                        config["NUM_CHUNKS"])
     config["AUGMENTATION"] = {key: tuple(v) if isinstance(v, (list, tuple)) else v
@@ -428,7 +434,11 @@ def run(recipe, args, ranks=distributed.Ranks()):
         f"predicting the training mean scores validation RMSE {mean_baseline:.6f}")
 
     torch.manual_seed(config["SEED"])
-    model = recipe["build_model"]().to(device)
+    model = recipe["build_model"]()
+    if config["INIT"] == "standard":
+        layers.reinitialise_standard(model)
+        log("initialisation: standard (He / PyTorch default), not the original recipe's")
+    model = model.to(device)
     log(f"{sum(p.numel() for p in model.parameters()):,} parameters")
     optimizer = NesterovMomentum(model.parameters(), lr=learning_rate_at(config["LEARNING_RATE_SCHEDULE"], 0),
                                  momentum=config["MOMENTUM"])

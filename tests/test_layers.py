@@ -1,5 +1,6 @@
 """layers.py and convnet.py: part slicing in the original's orientation, merging, maxout, untied biases,
 the tree-normalised output layer, max-norm, and the best model's size."""
+import math
 import numpy as np
 import pytest
 import torch
@@ -155,3 +156,19 @@ def test_best_model_size_output_and_initialisation():
     assert abs(first.weight.std().item() - 0.01) < 0.001 and abs(top.weight.std().item() - 0.1) < 0.01
     dense = model.dense_linears()
     assert abs(dense[0].weight.std().item() - 0.001) < 1e-4 and torch.all(dense[0].bias == 0.01)
+
+
+def test_standard_reinitialisation_rescales_every_layer():
+    torch.manual_seed(0)
+    model = convnet.GalaxyConvNet()
+    layers.reinitialise_standard(model)
+    for conv in (m for m in model.convs if isinstance(m, layers.ConvUntiedBias)):
+        fan_in = conv.weight[0].numel()
+        assert abs(conv.weight.std().item() / math.sqrt(2.0 / fan_in) - 1.0) < 0.05
+        assert torch.all(conv.bias == 0.0)
+    for linear in model.dense_linears() + [model.output_dense[-1]]:
+        bound = 1.0 / math.sqrt(linear.in_features)
+        assert linear.weight.abs().max().item() <= bound and linear.weight.std().item() > 0.5 * bound
+    with torch.no_grad():
+        out = model.eval()(random_views(batch=2))
+    assert decision_tree.tree_violations(out.numpy(), tol=1e-5) == []

@@ -220,6 +220,16 @@ def test_resume_with_other_settings_is_refused(isolated, recipe, capsys):
     assert "CHUNK_SIZE" in capsys.readouterr().err
 
 
+def test_standard_init_is_recorded_and_resuming_without_it_is_refused(isolated, recipe, capsys):
+    root = make_tiny_root(isolated / "root", num_train=20, num_test=2)
+    original = run_training(recipe, root)
+    standard = run_training(recipe, root, "--fresh", "--init", "standard")
+    assert original["config"]["INIT"] == "original" and standard["config"]["INIT"] == "standard"
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(recipe, ["--root", str(root), *SHORT_RUN])
+    assert exit_info.value.code == 1 and "INIT" in capsys.readouterr().err
+
+
 def test_smoke_on_the_real_sample(isolated, recipe, real_sample):
     """Two tiny chunks on the real labelled images (symlinked, never copied)."""
     root = isolated / "real_root"
