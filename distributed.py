@@ -6,6 +6,7 @@ ranks train on CUDA devices (rank r on cuda:LOCAL_RANK) and gloo on the CPU.
 """
 import datetime
 import os
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -63,6 +64,11 @@ def finish(ranks):
     """Leave the process group (no-op for one process)."""
     if ranks.active and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def print_error(exc, ranks):
+    """Print `exc` as the one-line `error: ...` of the scripts, naming the rank when there are several."""
+    print(f"error: {f'rank {ranks.rank}: ' if ranks.active else ''}{exc}", file=sys.stderr)
 
 
 def barrier(ranks):

@@ -152,7 +152,7 @@ def main(argv=None):
     try:
         run(args, ranks)
     except (load_data.DataError, ValueError) as exc:
-        print(f"error: {f'rank {ranks.rank}: ' if ranks.active else ''}{exc}", file=sys.stderr)
+        distributed.print_error(exc, ranks)
         return 1
     finally:
         distributed.finish(ranks)

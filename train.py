@@ -396,8 +396,7 @@ def main(recipe, argv=None):
         load_data.apply_root_argument(args)
         run(recipe, args, ranks)
     except (load_data.DataError, ValueError) as exc:
-        prefix = f"rank {ranks.rank}: " if ranks.active else ""
-        print(f"error: {prefix}{exc}", file=sys.stderr)
+        distributed.print_error(exc, ranks)
         sys.exit(1)
     finally:
         distributed.finish(ranks)
