@@ -1,8 +1,8 @@
 """Blend the test-time-averaged predictions of every model that has them, with weights fitted on the
 validation set, as in the original solution.
 
-Reads predictions/final/augmented/{valid,test}/<model>.npy.gz for every model whose test file exists, and
-the validation split of data/solutions_train.npy. Writes to predictions/final/blended/:
+Reads predictions/final/augmented/{valid,test}/<model>.npy.gz for every model whose test file exists (or for
+the models named with --models) and the validation split of data/solutions_train.npy. Writes to predictions/final/blended/:
 
     blended_predictions_uniform.npy.gz    the plain average of all models (the blend that was submitted)
     blended_predictions.npy.gz            one weight per model
@@ -13,6 +13,7 @@ on the validation MSE with its analytic gradient, starting from the uniform blen
 read one file at a time and accumulated, so memory holds one model's test set and the three blends.
 The fitted weights show which models help; convert_npy_to_csv.py turns a blend into a submission.
 """
+import argparse
 import sys
 
 import numpy as np
@@ -29,9 +30,16 @@ def blended_dir():
     return load_data.predictions_dir() / "blended"
 
 
-def available_models():
-    """Sorted names of the models with a test-set prediction file; each must also have its validation file."""
+def available_models(chosen=None):
+    """Sorted names of the models with a test-set prediction file (only those in `chosen` when given, each of
+    which must have one); each must also have its validation file."""
     models = sorted(p.name[:-len(".npy.gz")] for p in load_data.augmented_predictions_dir("test").glob("*.npy.gz"))
+    if chosen is not None:
+        missing = sorted(set(chosen) - set(models))
+        if missing:
+            raise load_data.DataError(f"{load_data.augmented_predictions_dir('test')}: no predictions for "
+                                      f"{', '.join(missing)}; run predict_augmented_npy.py for them first")
+        models = sorted(set(chosen))
     if not models:
         raise load_data.DataError(f"{load_data.augmented_predictions_dir('test')}: no <model>.npy.gz predictions; "
                                   "run predict_augmented_npy.py for at least one model first")
@@ -114,8 +122,8 @@ def blend_test_set(models, weights_by_blend, num_test):
     return totals
 
 
-def run():
-    models = available_models()
+def run(chosen=None):
+    models = available_models(chosen)
     labels = validation_labels()
     stack = np.stack([load_checked(load_data.augmented_predictions_dir("valid") / f"{model}.npy.gz", labels.shape) for model in models])
     num_models = len(models)
@@ -144,7 +152,13 @@ def run():
 
 
 def main(argv=None):
-    return load_data.run_root_only_script(__doc__, run, argv)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", help="comma-separated model names to blend (default: every model with predictions)")
+    load_data.add_root_argument(parser)
+    args = parser.parse_args(argv)
+    load_data.apply_root_argument(args)
+    chosen = None if args.models is None else [name.strip() for name in args.models.split(",") if name.strip()]
+    return load_data.report_data_errors(lambda: run(chosen))
 
 
 if __name__ == "__main__":

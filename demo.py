@@ -91,7 +91,7 @@ def main():
                  f"predictions/final/augmented/{{valid,test}}/{model}.npy.gz",
                  ["predict_augmented_npy.py", model, *with_root, "--num-transforms", str(args.num_transforms)], env)
     run_step(7, "blend the models", "predictions/final/blended/blended_predictions*.npy.gz",
-             ["blend_predictions.py", *with_root], env)
+             ["blend_predictions.py", *with_root, "--models", ",".join(args.models)], env)
     blended = root / "predictions" / "final" / "blended" / "blended_predictions_uniform.npy.gz"
     run_step(8, "convert to a Kaggle submission", str(blended).replace(".npy.gz", ".csv.gz"),
              ["convert_npy_to_csv.py", str(blended), *with_root], env)

@@ -98,3 +98,15 @@ def test_nothing_to_blend_or_shapes_that_disagree_are_clear_errors(blend_root, c
     (load_data.augmented_predictions_dir("valid") / f"{names[2]}.npy.gz").unlink()
     assert blend_predictions.main(["--root", str(blend_root)]) == 1
     assert f"valid/{names[2]}.npy.gz: missing" in capsys.readouterr().err
+
+
+def test_models_option_blends_only_the_named_models(blend_root, capsys):
+    names, valid, test = write_models(blend_root)
+    assert blend_predictions.main(["--root", str(blend_root), "--models", f"{names[2]},{names[0]}"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("2 models") and names[1] not in out
+    uniform = load_data.load_gz(blend_predictions.blended_dir() / blend_predictions.BLEND_FILES["uniform"])
+    np.testing.assert_allclose(uniform, test[[0, 2]].mean(axis=0), atol=1e-6)
+
+    assert blend_predictions.main(["--root", str(blend_root), "--models", f"{names[0]},no_such_model"]) == 1
+    assert "no predictions for no_such_model" in capsys.readouterr().err
