@@ -47,6 +47,13 @@ def parse_args():
     return args
 
 
+def uses_source_extraction(model):
+    """Whether the try_*.py model's recipe reads the source-extraction parameters (step 3)."""
+    import train  # imports torch: only needed here
+
+    return train.import_try_script(model).PREPROCESSING is not None
+
+
 def run_step(number, title, writes, command, env):
     print(f"\n=== Step {number}: {title}", flush=True)
     print(f"    writes: {writes}", flush=True)
@@ -74,8 +81,11 @@ def main():
 
     run_step(1, "ID lists", "data/train_ids.npy, data/test_ids.npy", ["create_train_ids.py", *with_root], env)
     run_step(2, "training labels", "data/solutions_train.npy", ["create_solutions_train.py", *with_root], env)
-    run_step(3, "galaxy centre and size parameters (optional step)",
-             "data/pysex_params_{gen2,extra}_{train,test}.npy.gz", ["extract_pysex_params.py", *with_root], env)
+    if any(uses_source_extraction(model) for model in args.models):
+        run_step(3, "galaxy centre and size parameters (optional step)",
+                 "data/pysex_params_{gen2,extra}_{train,test}.npy.gz", ["extract_pysex_params.py", *with_root], env)
+    else:
+        print("\n=== Step 3 (optional) skipped: none of the models centres or rescales its input")
     run_step(4, "copy the images to RAM and build the decoded cache", "the RAM copy in /dev/shm",
              ["copy_data_to_shm.py", *with_root, "--cache"], env)
     for letter, model in zip(string.ascii_lowercase, args.models):
