@@ -154,11 +154,11 @@ def run(chosen=None):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", help="comma-separated model names to blend (default: every model with predictions)")
-    load_data.add_root_argument(parser)
-    args = parser.parse_args(argv)
-    load_data.apply_root_argument(args)
-    chosen = None if args.models is None else [name.strip() for name in args.models.split(",") if name.strip()]
-    return load_data.report_data_errors(lambda: run(chosen))
+
+    def work(args):
+        run(None if args.models is None else [name.strip() for name in args.models.split(",") if name.strip()])
+
+    return load_data.run_script(parser, work, argv)
 
 
 if __name__ == "__main__":

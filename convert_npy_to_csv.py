@@ -36,10 +36,7 @@ def convert(npy_path):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("predictions", help="test-set predictions, PATH.npy.gz")
-    load_data.add_root_argument(parser)
-    args = parser.parse_args(argv)
-    load_data.apply_root_argument(args)
-    return load_data.report_data_errors(lambda: print(f"wrote {convert(args.predictions)}"))
+    return load_data.run_script(parser, lambda args: print(f"wrote {convert(args.predictions)}"), argv)
 
 
 if __name__ == "__main__":

@@ -119,16 +119,15 @@ def _check_free_space(target, num_bytes):
                                   f"{free / 1e9:.1f} GB is free in {target.parent}")
 
 
-def parse_args(argv):
+def argument_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    load_data.add_root_argument(parser)
     parser.add_argument("--subsets", nargs="+", choices=load_data.SUBSETS, default=list(load_data.SUBSETS),
                         help="which image folders to copy (default: both)")
     parser.add_argument("--cache", action="store_true",
                         help="also decode each subset into a uint8 .npy cache (424*424*3 bytes per image)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                         help="processes decoding JPEGs for the cache (default: one per CPU core)")
-    return parser.parse_args(argv)
+    return parser
 
 
 def copy_and_cache(subsets, cache, workers):
@@ -147,9 +146,8 @@ def copy_and_cache(subsets, cache, workers):
 
 def main(argv=None):
     """Command-line entry point; returns the exit status."""
-    args = parse_args(argv)
-    load_data.apply_root_argument(args)
-    return load_data.report_data_errors(lambda: copy_and_cache(args.subsets, args.cache, args.workers))
+    return load_data.run_script(argument_parser(), lambda args: copy_and_cache(args.subsets, args.cache, args.workers),
+                                argv)
 
 
 if __name__ == "__main__":

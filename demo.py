@@ -88,16 +88,16 @@ def main():
         print("\n=== Step 3 (optional) skipped: none of the models centres or rescales its input")
     run_step(4, "copy the images to RAM and build the decoded cache", "the RAM copy in /dev/shm",
              ["copy_data_to_shm.py", *with_root, "--cache"], env)
-    for letter, model in zip(string.ascii_lowercase, args.models):
-        number = f"5{letter}" if len(args.models) > 1 else "5"
-        run_step(number, f"train {model} (short schedule)",
+    # Steps 5 and 6 once per model: 5a, 5b, ... when there are several.
+    letters = string.ascii_lowercase if len(args.models) > 1 else [""]
+    for letter, model in zip(letters, args.models):
+        run_step(f"5{letter}", f"train {model} (short schedule)",
                  f"analysis/final/{model}.pt, predictions/final/{model}.csv.gz",
                  [f"{model}.py", *with_root, "--num-chunks", str(args.num_chunks), "--chunk-size", str(args.chunk_size),
                   "--validate-every", str(args.validate_every),
                   "--init", args.init], env)
-    for letter, model in zip(string.ascii_lowercase, args.models):
-        number = f"6{letter}" if len(args.models) > 1 else "6"
-        run_step(number, f"test-time-averaged predictions of {model}",
+    for letter, model in zip(letters, args.models):
+        run_step(f"6{letter}", f"test-time-averaged predictions of {model}",
                  f"predictions/final/augmented/{{valid,test}}/{model}.npy.gz",
                  ["predict_augmented_npy.py", model, *with_root, "--num-transforms", str(args.num_transforms)], env)
     run_step(7, "blend the models", "predictions/final/blended/blended_predictions*.npy.gz",

@@ -334,14 +334,13 @@ def summary_lines(param_set, array, failures):
     return lines
 
 
-def parse_args(argv=None):
+def argument_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    load_data.add_root_argument(parser)
     parser.add_argument("--subsets", nargs="+", choices=load_data.SUBSETS, default=list(load_data.SUBSETS))
     parser.add_argument("--workers", type=int, default=min(DEFAULT_WORKERS, os.cpu_count() or 1),
                         help="worker processes (default: 8, capped by the number of cores)")
     parser.add_argument("--limit", type=int, default=None, help="measure only the first N images of each subset")
-    return parser.parse_args(argv)
+    return parser
 
 
 def extract_and_save(subsets, workers, limit):
@@ -362,9 +361,8 @@ def extract_and_save(subsets, workers, limit):
 
 
 def main(argv=None):
-    args = parse_args(argv)
-    load_data.apply_root_argument(args)
-    return load_data.report_data_errors(lambda: extract_and_save(args.subsets, args.workers, args.limit))
+    return load_data.run_script(argument_parser(), lambda args: extract_and_save(args.subsets, args.workers, args.limit),
+                                argv)
 
 
 if __name__ == "__main__":

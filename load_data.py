@@ -328,13 +328,19 @@ def report_data_errors(work):
     return 0
 
 
-def run_root_only_script(description, work, argv=None):
-    """The whole main() of a script whose one option is --root: parse `argv`, apply --root, run work()
+def run_script(parser, work, argv=None):
+    """The whole main() of a script: add --root to `parser`, parse `argv`, apply --root, then run work(args)
     as report_data_errors does. Returns the exit status."""
-    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_root_argument(parser)
-    apply_root_argument(parser.parse_args(argv))
-    return report_data_errors(work)
+    args = parser.parse_args(argv)
+    apply_root_argument(args)
+    return report_data_errors(lambda: work(args))
+
+
+def run_root_only_script(description, work, argv=None):
+    """run_script for a script whose one option is --root; work() takes no arguments."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    return run_script(parser, lambda args: work(), argv)
 
 
 def hms(seconds):

@@ -112,29 +112,26 @@ def make_dataset(num_train, num_test, seed, workers, overwrite=False):
     return rate
 
 
-def parse_args(argv):
+def argument_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    load_data.add_root_argument(parser)
     parser.add_argument("--num-train", type=int, default=2700, help="training images (default 2700)")
     parser.add_argument("--num-test", type=int, default=300, help="test images (default 300)")
     parser.add_argument("--seed", type=int, default=0, help="dataset seed (default 0)")
     parser.add_argument("--workers", type=int, default=os.cpu_count(),
                         help="rendering processes (default: the number of CPU cores)")
     parser.add_argument("--overwrite", action="store_true", help="replace images already in the raw folders")
-    return parser.parse_args(argv)
+    return parser
 
 
 def main(argv=None):
     """Command-line entry point; returns the exit status."""
-    args = parse_args(argv)
-    load_data.apply_root_argument(args)
 
-    def work():
+    def work(args):
         rate = make_dataset(args.num_train, args.num_test, args.seed, max(1, args.workers), args.overwrite)
         print(f"{args.num_train} training + {args.num_test} test images in {load_data.raw_dir()} "
               f"({rate:.1f} images/s with {max(1, args.workers)} workers)")
 
-    return load_data.report_data_errors(work)
+    return load_data.run_script(argument_parser(), work, argv)
 
 
 if __name__ == "__main__":

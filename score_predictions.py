@@ -153,10 +153,7 @@ def main(argv=None):
     parser.add_argument("file", help="predictions: .npy.gz (rows in ID order) or submission .csv.gz")
     parser.add_argument("--subset", choices=("test", "valid"), default="test", help="labels to score against")
     parser.add_argument("--png", default=None, help="bar chart path (default: FILE with suffix _scores.png)")
-    load_data.add_root_argument(parser)
-    args = parser.parse_args(argv)
-    load_data.apply_root_argument(args)
-    return load_data.report_data_errors(lambda: score_file(args.file, args.subset, args.png))
+    return load_data.run_script(parser, lambda args: score_file(args.file, args.subset, args.png), argv)
 
 
 if __name__ == "__main__":

@@ -138,7 +138,7 @@ def parse_args(recipe, argv=None):
     parser.add_argument("--init", choices=("original", "standard"), default="original",
                         help="original: the recipe's initialisation (default); standard: He/PyTorch-default scaling "
                         "(layers.reinitialise_standard), which leaves the training mean within a few thousand "
-                        "images where the original's needs tens of thousands: for short CPU runs such as the demo")
+                        "images where the original's was still at it after the demo's 12,000: for short CPU runs")
     parser.add_argument("--amp", choices=("off", "bf16"), default="off",
                         help="bf16: bfloat16 autocast for training on CUDA (default off: fp32 as the original)")
     load_data.add_root_argument(parser)

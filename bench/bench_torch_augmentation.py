@@ -23,8 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import load_data  # noqa: E402
 import realtime_augmentation as ra  # noqa: E402
 import torch_augmentation as ta  # noqa: E402
-
-REAL_IMAGES = Path(__file__).resolve().parents[2] / "shared" / "real_sample" / "images_train_rev1"
+from bench_image_loading import REAL_IMAGES  # noqa: E402
 
 
 def parse_args():
