@@ -32,10 +32,10 @@ import load_data
 import realtime_augmentation as ra
 import train
 
-NUM_ROTATIONS, NUM_FLIPS, NUM_ZOOMS = 10, 2, 3
+NUM_ROTATIONS, NUM_FLIPS, NUM_ZOOMS = ra.TTA_NUM_ROTATIONS, len(ra.TTA_FLIPS), len(ra.TTA_ZOOMS)
 NUM_TRANSFORMS = NUM_ROTATIONS * NUM_FLIPS * NUM_ZOOMS
-# tta_transforms() lists zooms (1/1.2, 1, 1.2); the spread order visits zoom 1 first.
-ZOOMS_IDENTITY_FIRST = (1, 0, 2)
+# Positions in ra.TTA_ZOOMS in the spread order, which visits zoom 1 first.
+ZOOMS_IDENTITY_FIRST = sorted(range(NUM_ZOOMS), key=lambda k: (ra.TTA_ZOOMS[k] != 1.0, k))
 BATCH_SIZE = 32  # views per forward pass, as in the original solution
 
 

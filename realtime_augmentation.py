@@ -115,7 +115,13 @@ def centring_transform(x, y, a=None, petro_radius=None, rescale=False, target_ra
     return augmentation_transform(zoom=zoom, translation=translation)
 
 
-def tta_transforms(num_rotations=10, zooms=(1 / 1.2, 1.0, 1.2), flips=(False, True)):
+# The original's 60 test-time transforms: 10 rotations x 3 zooms x unflipped/flipped.
+TTA_NUM_ROTATIONS = 10
+TTA_ZOOMS = (1 / 1.2, 1.0, 1.2)
+TTA_FLIPS = (False, True)
+
+
+def tta_transforms(num_rotations=TTA_NUM_ROTATIONS, zooms=TTA_ZOOMS, flips=TTA_FLIPS):
     """The fixed test-time transforms (T, 3, 3), T = len(zooms) * num_rotations * len(flips) (60 by default),
     ordered: for zoom, for rotation angle (360 / num_rotations apart from 0), for flip."""
     angles = np.arange(num_rotations) * (360.0 / num_rotations)
