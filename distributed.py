@@ -60,9 +60,13 @@ def start(device, ranks):
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=BARRIER_TIMEOUT)
 
 
-def finish(ranks):
-    """Leave the process group (no-op for one process)."""
+def finish(ranks, completed=True):
+    """Leave the process group (no-op for one process). After a `completed` run every rank first waits for
+    the others: a rank that tore down its connections while rank 0 was still writing files was seen to abort
+    at exit (SIGABRT), failing the whole torchrun. After an error the ranks leave at once."""
     if ranks.active and dist.is_initialized():
+        if completed:
+            dist.barrier()
         dist.destroy_process_group()
 
 
