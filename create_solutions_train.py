@@ -57,13 +57,16 @@ def read_table(path):
     if not path.exists():
         raise load_data.DataError(f"{path}: labels file missing")
     try:
-        table = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+        table = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig", skip_blank_lines=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise load_data.DataError(f"{path}: cannot parse as CSV: {exc}") from None
     check_header(path, [str(name) for name in table.columns])
+    # Blank lines are read as empty rows so that the line numbers in messages are the file's; then dropped.
+    line_numbers = np.arange(len(table)) + 2  # 1-based, after the header line
+    filled = ~(table == "").all(axis=1).to_numpy()
+    table, line_numbers = table[filled].reset_index(drop=True), line_numbers[filled]
     if table.empty:
         raise load_data.DataError(f"{path}: no label rows")
-    line_numbers = np.arange(len(table)) + 2  # 1-based, after the header line
     values = np.stack([_numeric_column(path, table[name], table["GalaxyID"], line_numbers)
                        for name in table.columns], axis=1)
     return _galaxy_ids(path, values[:, 0], line_numbers), values[:, 1:], line_numbers

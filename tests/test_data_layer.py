@@ -305,6 +305,20 @@ def test_bad_csv_is_named_and_nothing_is_written(data_root, capsys, problem):
     assert not load_data.solutions_train_path().exists() and leftovers(root / "data") == []
 
 
+def test_blank_lines_are_skipped_and_counted_in_line_numbers(data_root, capsys):
+    root, labels_by_id = data_root
+    assert run_main(create_train_ids, root, capsys)[0] == 0
+    csv_path = root / "data" / "raw" / load_data.SOLUTIONS_CSV
+    lines = csv_path.read_text().splitlines(keepends=True)
+    csv_path.write_text("".join(lines[:2] + ["\n"] + lines[2:] + ["\n"]))
+    assert run_main(create_solutions_train, root, capsys)[0] == 0
+    expected = rewrite_csv(root, labels_by_id, "nan")  # the NaN sits on line 4 of the file without blank lines
+    lines = csv_path.read_text().splitlines(keepends=True)
+    csv_path.write_text("".join(lines[:2] + ["\n"] + lines[2:]))
+    status, _, err = run_main(create_solutions_train, root, capsys)
+    assert status == 1 and expected[0] == "line 4" and "line 5" in err and "line 4" not in err
+
+
 def test_labels_before_ids_says_which_script_to_run(data_root, capsys):
     root, _ = data_root
     status, _, err = run_main(create_solutions_train, root, capsys)
