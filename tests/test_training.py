@@ -211,6 +211,23 @@ def test_sigterm_to_the_script_saves_and_a_rerun_finishes_like_an_uninterrupted_
         assert torch.equal(resumed["model"][name], tensor), name
 
 
+def test_training_loop_enforces_max_norm(isolated, tmp_path):
+    """A recipe with max-norm limits below the initial weights' RMS (about 1e-3): after chunks of 10 updates each
+    (the loop rescales every 10), no unit of either dense layer is above its limit and some sit on it."""
+    limits = (1e-4, 2e-4)
+    source = RECIPE_SOURCE.replace("dense_units=16)", f"dense_units=16, max_norm={limits})")
+    script = tmp_path / f"{MODEL_NAME}.py"
+    script.write_text(source)
+    recipe = vars(train.import_try_script(MODEL_NAME, script))
+    root = make_tiny_root(isolated / "root", num_train=20, num_test=2)
+    state = run_training(recipe, root, "--chunk-size", str(10 * recipe["BATCH_SIZE"]))
+    model = recipe["build_model"]()
+    model.load_state_dict(state["model"])
+    for linear, limit in zip(model.dense_linears(), limits):
+        rms = linear.weight.detach().pow(2).mean(dim=1).sqrt()
+        assert limit * (1 - 1e-5) <= float(rms.max()) <= limit * (1 + 1e-5)
+
+
 def test_resume_with_other_settings_is_refused(isolated, recipe, capsys):
     root = make_tiny_root(isolated / "root", num_train=20, num_test=2)
     run_training(recipe, root)
