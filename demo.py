@@ -7,7 +7,8 @@
 Each step is the same script a user runs by hand on the real data. Two things differ from the recipe: the
 schedule is shortened, and the models start from the standard initialisation (--init standard) instead of the
 original's, which keeps the network at the training mean far longer than this demo trains (doc/method.md,
-"Initialisation and short runs"). Running it again reuses the dataset and resumes training where it stopped.
+"Initialisation and short runs"). Running it again reuses the dataset and the source-extraction files and resumes
+training where it stopped.
 """
 import argparse
 import os
@@ -54,6 +55,14 @@ def uses_source_extraction(model):
     return train.import_try_script(model).PREPROCESSING is not None
 
 
+def source_extraction_files(root):
+    """The four files step 3 writes under `root`."""
+    import extract_pysex_params
+
+    return [root / "data" / f"pysex_params_{param_set.name}_{subset}.npy.gz"
+            for param_set in extract_pysex_params.PARAM_SETS for subset in ("train", "test")]
+
+
 def run_step(number, title, writes, command, env):
     print(f"\n=== Step {number}: {title}", flush=True)
     print(f"    writes: {writes}", flush=True)
@@ -81,11 +90,14 @@ def main():
 
     run_step(1, "ID lists", "data/train_ids.npy, data/test_ids.npy", ["create_train_ids.py", *with_root], env)
     run_step(2, "training labels", "data/solutions_train.npy", ["create_solutions_train.py", *with_root], env)
-    if any(uses_source_extraction(model) for model in args.models):
+    extraction_files = source_extraction_files(root)
+    if not any(uses_source_extraction(model) for model in args.models):
+        print("\n=== Step 3 (optional) skipped: none of the models centres or rescales its input")
+    elif all(path.exists() for path in extraction_files):
+        print(f"\n=== Step 3 (optional): reusing {', '.join(path.name for path in extraction_files)}")
+    else:
         run_step(3, "galaxy centre and size parameters (optional step)",
                  "data/pysex_params_{gen2,extra}_{train,test}.npy.gz", ["extract_pysex_params.py", *with_root], env)
-    else:
-        print("\n=== Step 3 (optional) skipped: none of the models centres or rescales its input")
     run_step(4, "copy the images to RAM and build the decoded cache", "the RAM copy in /dev/shm",
              ["copy_data_to_shm.py", *with_root, "--cache"], env)
     # Steps 5 and 6 once per model: 5a, 5b, ... when there are several.

@@ -201,3 +201,16 @@ def test_unreadable_image_is_a_clear_error(tmp_path, capsys):
     error = capsys.readouterr().err
     assert "error:" in error and "7.jpg" in error and "GalaxyID 7" in error
     assert not list((tmp_path / "data").glob("pysex_params_*"))
+
+
+def test_demo_looks_for_the_files_extraction_writes(tmp_path):
+    """demo.py skips step 3 when these files exist: they must be exactly the ones the script writes."""
+    import demo
+
+    load_data.set_root(tmp_path)
+    try:
+        written = {extract.target_path(param_set, subset)
+                   for param_set in extract.PARAM_SETS for subset in ("train", "test")}
+    finally:
+        load_data.set_root(None)
+    assert set(demo.source_extraction_files(tmp_path)) == written and len(written) == 4
