@@ -56,11 +56,13 @@ def uses_source_extraction(model):
 
 
 def source_extraction_files(root):
-    """The four files step 3 writes under `root`."""
+    """The four files step 3 writes under `root` (extract_pysex_params.target_path)."""
     import extract_pysex_params
+    import load_data
 
-    return [root / "data" / f"pysex_params_{param_set.name}_{subset}.npy.gz"
-            for param_set in extract_pysex_params.PARAM_SETS for subset in ("train", "test")]
+    load_data.set_root(root)
+    return [extract_pysex_params.target_path(param_set, subset)
+            for param_set in extract_pysex_params.PARAM_SETS for subset in load_data.SUBSETS]
 
 
 def run_step(number, title, writes, command, env):

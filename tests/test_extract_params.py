@@ -211,6 +211,7 @@ def test_demo_looks_for_the_files_extraction_writes(tmp_path):
     try:
         written = {extract.target_path(param_set, subset)
                    for param_set in extract.PARAM_SETS for subset in ("train", "test")}
+        looked_for = demo.source_extraction_files(tmp_path)
     finally:
         load_data.set_root(None)
-    assert set(demo.source_extraction_files(tmp_path)) == written and len(written) == 4
+    assert set(looked_for) == written and len(written) == 4
