@@ -60,19 +60,25 @@ def start(device, ranks):
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=BARRIER_TIMEOUT)
 
 
-def finish(ranks, completed=True):
-    """Leave the process group (no-op for one process). After a `completed` run every rank first waits for
-    the others: a rank that tore down its connections while rank 0 was still writing files was seen to abort
-    at exit (SIGABRT), failing the whole torchrun. After an error the ranks leave at once."""
-    if ranks.active and dist.is_initialized():
-        if completed:
-            dist.barrier()
-        dist.destroy_process_group()
-
-
-def print_error(exc, ranks):
-    """Print `exc` as the one-line `error: ...` of the scripts, naming the rank when there are several."""
-    print(f"error: {f'rank {ranks.rank}: ' if ranks.active else ''}{exc}", file=sys.stderr)
+def run_rank(work, ranks, expected_errors):
+    """Call `work()` as this rank's whole job and leave the process group afterwards; returns the exit status:
+    0, or 1 after printing an `expected_errors` exception as the scripts' one-line `error: ...` (naming the rank
+    when there are several). After a completed job every rank first waits for the others: a rank that tore
+    down its connections while rank 0 was still writing files was seen to abort at exit (SIGABRT), failing the
+    whole torchrun. After an error the ranks leave at once."""
+    completed = False
+    try:
+        work()
+        completed = True
+        return 0
+    except expected_errors as exc:
+        print(f"error: {f'rank {ranks.rank}: ' if ranks.active else ''}{exc}", file=sys.stderr)
+        return 1
+    finally:
+        if ranks.active and dist.is_initialized():
+            if completed:
+                dist.barrier()
+            dist.destroy_process_group()
 
 
 def barrier(ranks):

@@ -149,16 +149,7 @@ def main(argv=None):
         parser.error(f"--num-transforms must be within 1..{NUM_TRANSFORMS}, got {args.num_transforms}")
     load_data.apply_root_argument(args)
     ranks = distributed.ranks_from_environment()
-    completed = False
-    try:
-        run(args, ranks)
-        completed = True
-    except (load_data.DataError, ValueError) as exc:
-        distributed.print_error(exc, ranks)
-        return 1
-    finally:
-        distributed.finish(ranks, completed)
-    return 0
+    return distributed.run_rank(lambda: run(args, ranks), ranks, (load_data.DataError, ValueError))
 
 
 if __name__ == "__main__":

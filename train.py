@@ -391,18 +391,18 @@ def train_batch(model, optimizer, views, labels, normalise):
 def main(recipe, argv=None):
     """Run the shared training loop for the try_*.py module whose globals() are `recipe`."""
     ranks = distributed.ranks_from_environment()
-    completed = False
-    try:
+
+    def work():
         args = parse_args(recipe, argv)
         load_data.apply_root_argument(args)
         run(recipe, args, ranks)
-        completed = True
-    except (load_data.DataError, ValueError) as exc:
-        distributed.print_error(exc, ranks)
-        sys.exit(1)
+
+    try:
+        status = distributed.run_rank(work, ranks, (load_data.DataError, ValueError))
     finally:
-        distributed.finish(ranks, completed)
         LOGGING["enabled"] = True
+    if status:
+        sys.exit(status)
 
 
 def run(recipe, args, ranks=distributed.Ranks()):

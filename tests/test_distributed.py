@@ -120,6 +120,22 @@ def test_batch_share_splits_every_minibatch_in_rank_order():
         distributed.batch_share(16, 16, distributed.Ranks(0, 3))
 
 
+def test_run_rank_reports_expected_errors_with_the_rank_and_lets_others_through(capsys):
+    def failing(exc):
+        def work():
+            raise exc
+        return work
+
+    second_of_two = distributed.Ranks(1, 2, 1)
+    assert distributed.run_rank(lambda: None, second_of_two, ValueError) == 0
+    assert distributed.run_rank(failing(ValueError("bad image 42")), second_of_two, ValueError) == 1
+    assert capsys.readouterr().err == "error: rank 1: bad image 42\n"
+    assert distributed.run_rank(failing(ValueError("bad image 42")), distributed.Ranks(), ValueError) == 1
+    assert capsys.readouterr().err == "error: bad image 42\n"
+    with pytest.raises(KeyError):
+        distributed.run_rank(failing(KeyError("a bug")), second_of_two, ValueError)
+
+
 def test_rank_shares_and_device_views_match_random_chunks(setting):
     load_data.set_root(setting["root"])
     ids, labels = load_data.load_ids("train"), load_data.load_solutions()
