@@ -204,14 +204,20 @@ def test_unreadable_image_is_a_clear_error(tmp_path, capsys):
 
 
 def test_demo_looks_for_the_files_extraction_writes(tmp_path):
-    """demo.py skips step 3 when these files exist: they must be exactly the ones the script writes."""
+    """demo.py skips step 3 when these files exist: they must be exactly the ones a run of the script writes
+    (here on one black image per subset)."""
     import demo
 
     load_data.set_root(tmp_path)
     try:
-        written = {extract.target_path(param_set, subset)
-                   for param_set in extract.PARAM_SETS for subset in ("train", "test")}
+        for subset in load_data.SUBSETS:
+            images = load_data.raw_images_dir(subset)
+            images.mkdir(parents=True)
+            Image.fromarray(np.zeros((SIZE, SIZE, 3), np.uint8)).save(images / f"{BLANK_ID}.jpg")
+            np.save(load_data.ids_path(subset), np.array([BLANK_ID], dtype=np.int64))
+        assert extract.main(["--root", str(tmp_path), "--workers", "1"]) == 0
         looked_for = demo.source_extraction_files(tmp_path)
     finally:
         load_data.set_root(None)
-    assert set(looked_for) == written and len(written) == 4
+    written = set((tmp_path / "data").glob("pysex_params_*"))
+    assert set(looked_for) == written and len(looked_for) == 4
