@@ -12,7 +12,6 @@ That needs 424*424*3 bytes per image: about 33 GB for the 61,578 training images
 79,975 test images, so it is for machines with that much RAM to spare.
 """
 import argparse
-import multiprocessing
 import os
 import shutil
 import sys
@@ -22,6 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 import load_data
+import parallel
 
 IMAGE_SHAPE = (load_data.IMAGE_SIZE, load_data.IMAGE_SIZE, 3)
 BATCH_SIZE = 64  # images decoded per task handed to a worker process
@@ -91,8 +91,8 @@ def _decode_batches(cache_file, batches, workers):
         finally:
             _open_for_writing(None)
         return
-    with multiprocessing.Pool(workers, initializer=_open_for_writing, initargs=(cache_file,)) as pool:
-        yield from pool.imap_unordered(_decode_batch, batches)
+    with parallel.process_pool(workers, initializer=_open_for_writing, initargs=(cache_file,)) as pool:
+        yield from parallel.imap_unordered(pool, _decode_batch, batches)
 
 
 _cache_being_written = None  # the memory map that _decode_batch fills, one per process

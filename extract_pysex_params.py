@@ -41,7 +41,6 @@ transposes), here sep runs on it untransposed and the axes are mapped back; FLUX
 SExtractor's replacement of pixels that belong to neighbouring objects (MASK_TYPE CORRECT).
 """
 import argparse
-import multiprocessing
 import os
 import sys
 import time
@@ -52,6 +51,7 @@ import sep
 from tqdm import tqdm
 
 import load_data
+import parallel
 
 IMAGE_CENTRE = (load_data.IMAGE_SIZE - 1) / 2.0  # 211.5: the salience prior's centre and the no-source default
 CENTRALITY_SCALE = 5000.0  # the salience prior is exp(-d^2 / CENTRALITY_SCALE)
@@ -295,8 +295,8 @@ def extract_subset(subset, workers, limit=None):
         results = [measure_image(task) for task in tqdm(tasks, **progress)]
     else:
         chunksize = max(1, min(100, len(tasks) // (4 * workers)))
-        with multiprocessing.Pool(workers, initializer=init_worker, initargs=(load_data.root(),)) as pool:
-            results = list(tqdm(pool.imap(measure_image, tasks, chunksize=chunksize), **progress))
+        with parallel.process_pool(workers, initializer=init_worker, initargs=(load_data.root(),)) as pool:
+            results = list(tqdm(pool.map(measure_image, tasks, chunksize=chunksize), **progress))
     seconds = time.time() - start
     arrays, failures = {}, {}
     for k, param_set in enumerate(PARAM_SETS):

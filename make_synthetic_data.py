@@ -15,13 +15,13 @@ import argparse
 import os
 import sys
 import time
-from multiprocessing import Pool
 
 import numpy as np
 from tqdm import tqdm
 
 import decision_tree
 import load_data
+import parallel
 import synthetic_galaxies
 
 FIRST_ID, LAST_ID = 100000, 999999  # 6-digit GalaxyIDs, like the real ones
@@ -54,8 +54,8 @@ def render_all(tasks, workers):
     progress = dict(total=len(tasks), unit="img", desc="rendering", mininterval=1.0)
     if workers == 1:
         return np.array([render_to_file(t) for t in tqdm(tasks, **progress)])
-    with Pool(workers) as pool:
-        return np.array(list(tqdm(pool.imap(render_to_file, tasks, chunksize=16), **progress)))
+    with parallel.process_pool(workers) as pool:
+        return np.array(list(tqdm(pool.map(render_to_file, tasks, chunksize=16), **progress)))
 
 
 def rounded_labels(labels, galaxy_ids):

@@ -11,6 +11,8 @@ that is `prepro @ augment @ view_transform`, applied with one bilinear interpola
 borders, as in the original solution. Pixel (i, j) has its centre at (j, i); the image centre is (211.5, 211.5).
 """
 import collections
+import concurrent.futures
+import contextlib
 import math
 import multiprocessing
 import os
@@ -22,6 +24,7 @@ import cv2
 import numpy as np
 
 import load_data
+import parallel
 
 IMAGE_SIZE = load_data.IMAGE_SIZE
 IMAGE_CENTRE = (IMAGE_SIZE - 1) / 2.0
@@ -237,16 +240,17 @@ class _Prefetcher:
     POLL_SECONDS = 0.2
 
     def __init__(self, keys, build, num_workers):
-        self.keys, self.build = list(keys), build
+        self.keys, self.build, self.num_workers = list(keys), build, num_workers
         self.stop = threading.Event()
         self.requests, self.results = queue.Queue(), queue.Queue()
+        self.exits = contextlib.ExitStack()
         self.pool = None
-        if num_workers > 0:
-            context = multiprocessing.get_context(_start_method())
-            self.pool = context.Pool(num_workers, initializer=_init_worker, initargs=(str(load_data.root()),))
         self.thread = threading.Thread(target=self._produce, daemon=True)
 
     def __enter__(self):
+        if self.num_workers > 0:
+            self.pool = self.exits.enter_context(parallel.process_pool(
+                self.num_workers, _init_worker, (str(load_data.root()),), start_method=_start_method()))
         self.thread.start()
         if self.keys:
             self.requests.put(True)
@@ -255,10 +259,8 @@ class _Prefetcher:
     def __exit__(self, *exc_info):
         self.stop.set()
         self.requests.put(False)
-        if self.pool is not None:
-            self.pool.terminate()
-            self.pool.join()
         self.thread.join(timeout=10)
+        self.exits.close()
 
     def get(self):
         """The next item; asks for the one after it before returning, so it is built meanwhile."""
@@ -270,16 +272,24 @@ class _Prefetcher:
 
     def _warp_all(self, tasks):
         """The _warp_task results of `tasks` in order; gives up (_Stopped) as soon as the consumer has gone."""
-        pending = iter(map(_warp_task, tasks) if self.pool is None else self.pool.imap(_warp_task, tasks))
-        results = []
-        while len(results) < len(tasks):
-            if self.stop.is_set():
-                raise _Stopped()
+        if self.pool is None:
+            results = []
+            for task in tasks:
+                if self.stop.is_set():
+                    raise _Stopped()
+                results.append(_warp_task(task))
+            return results
+        futures = [self.pool.submit(_warp_task, task) for task in tasks]
+        return [self._result(future) for future in futures]
+
+    def _result(self, future):
+        """The future's result, waited for in short steps; _Stopped once the consumer has gone."""
+        while not self.stop.is_set():
             try:
-                results.append(next(pending) if self.pool is None else pending.next(timeout=self.POLL_SECONDS))
-            except multiprocessing.TimeoutError:
+                return future.result(timeout=self.POLL_SECONDS)
+            except concurrent.futures.TimeoutError:
                 continue
-        return results
+        raise _Stopped()
 
     def _produce(self):
         for key in self.keys:

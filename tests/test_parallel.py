@@ -1,0 +1,59 @@
+"""parallel.process_pool: a task that fails while others are still sending large results ends the pool, every
+time. (multiprocessing.Pool hangs on this within a few tries on a 2-core machine: its terminate() can kill a
+worker that holds the result pipe's lock.) The loop runs in a child process so that a hang fails the test
+instead of stopping the suite."""
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import parallel
+
+PROJECT = Path(__file__).resolve().parents[1]
+
+
+def one_megabyte(k):
+    if k == 0:
+        raise ValueError(f"task {k} is bad")
+    return np.full(1 << 20, k % 256, dtype=np.uint8)
+
+
+FAIL_WHILE_OTHERS_SEND = f"""
+import sys
+sys.path[:0] = [{str(PROJECT)!r}, {str(PROJECT / "tests")!r}]
+import parallel
+from test_parallel import one_megabyte
+if __name__ == "__main__":
+    for attempt in range({{attempts}}):
+        with parallel.process_pool(2) as pool:
+            try:
+                list({{call}})
+            except ValueError:
+                pass
+            else:
+                sys.exit("the bad task raised nothing")
+    print("ended", attempt + 1)
+"""
+
+
+@pytest.mark.parametrize("call", ["pool.map(one_megabyte, range(8))",
+                                  "parallel.imap_unordered(pool, one_megabyte, range(8))"])
+def test_a_failing_task_ends_the_pool_every_time(call):
+    attempts = 30
+    script = FAIL_WHILE_OTHERS_SEND.format(attempts=attempts, call=call)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["ended", str(attempts)]
+
+
+def test_imap_unordered_yields_every_result_once():
+    with parallel.process_pool(2) as pool:
+        sums = sorted(int(r[0]) for r in parallel.imap_unordered(pool, one_megabyte, range(1, 9)))
+    assert sums == list(range(1, 9))
+
+
+def test_a_failure_reaches_the_caller_with_its_message():
+    with parallel.process_pool(2) as pool, pytest.raises(ValueError, match="task 0 is bad"):
+        list(pool.map(one_megabyte, range(4)))
