@@ -2,6 +2,8 @@
 time. (multiprocessing.Pool hangs on this within a few tries on a 2-core machine: its terminate() can kill a
 worker that holds the result pipe's lock.) The loop runs in a child process so that a hang fails the test
 instead of stopping the suite."""
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +14,7 @@ import pytest
 import parallel
 
 PROJECT = Path(__file__).resolve().parents[1]
+TIMEOUT_SECONDS = 120  # 30 attempts take about 3 s
 
 
 def one_megabyte(k):
@@ -43,9 +46,16 @@ if __name__ == "__main__":
 def test_a_failing_task_ends_the_pool_every_time(call):
     attempts = 30
     script = FAIL_WHILE_OTHERS_SEND.format(attempts=attempts, call=call)
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["ended", str(attempts)]
+    # its own session, so that a hung child and its workers can all be killed
+    with subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          start_new_session=True) as child:
+        try:
+            out, err = child.communicate(timeout=TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            os.killpg(child.pid, signal.SIGKILL)
+            pytest.fail(f"{attempts} pools, each with a failing task, did not end within {TIMEOUT_SECONDS} s")
+    assert child.returncode == 0, err
+    assert out.split() == ["ended", str(attempts)]
 
 
 def test_imap_unordered_yields_every_result_once():
