@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+import load_data
+
 HERE = Path(__file__).resolve().parent
 MODEL = "try_convnet_cc_multirotflip_3x69r45_maxout2048_extradense"
 
@@ -55,12 +57,10 @@ def uses_source_extraction(model):
     return train.import_try_script(model).PREPROCESSING is not None
 
 
-def source_extraction_files(root):
-    """The four files step 3 writes under `root` (extract_pysex_params.target_path)."""
+def source_extraction_files():
+    """The four files step 3 writes under the project root (extract_pysex_params.target_path)."""
     import extract_pysex_params
-    import load_data
 
-    load_data.set_root(root)
     return [extract_pysex_params.target_path(param_set, subset)
             for param_set in extract_pysex_params.PARAM_SETS for subset in load_data.SUBSETS]
 
@@ -80,6 +80,7 @@ def main():
     args = parse_args()
     root = Path(args.root).resolve()
     env = dict(os.environ, GALAXY_ROOT=str(root))
+    load_data.set_root(root)  # where this process looks for the files the steps write
     started = time.time()
     with_root = ["--root", str(root)]
 
@@ -92,7 +93,7 @@ def main():
 
     run_step(1, "ID lists", "data/train_ids.npy, data/test_ids.npy", ["create_train_ids.py", *with_root], env)
     run_step(2, "training labels", "data/solutions_train.npy", ["create_solutions_train.py", *with_root], env)
-    extraction_files = source_extraction_files(root)
+    extraction_files = source_extraction_files()
     if not any(uses_source_extraction(model) for model in args.models):
         print("\n=== Step 3 (optional) skipped: none of the models centres or rescales its input")
     elif all(path.exists() for path in extraction_files):

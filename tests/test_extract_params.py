@@ -216,7 +216,7 @@ def test_demo_looks_for_the_files_extraction_writes(tmp_path):
             Image.fromarray(np.zeros((SIZE, SIZE, 3), np.uint8)).save(images / f"{BLANK_ID}.jpg")
             np.save(load_data.ids_path(subset), np.array([BLANK_ID], dtype=np.int64))
         assert extract.main(["--root", str(tmp_path), "--workers", "1"]) == 0
-        looked_for = demo.source_extraction_files(tmp_path)
+        looked_for = demo.source_extraction_files()
     finally:
         load_data.set_root(None)
     written = set((tmp_path / "data").glob("pysex_params_*"))

@@ -23,16 +23,16 @@ def one_megabyte(k):
     return np.full(1 << 20, k % 256, dtype=np.uint8)
 
 
-FAIL_WHILE_OTHERS_SEND = f"""
+FAIL_WHILE_OTHERS_SEND = """
 import sys
-sys.path[:0] = [{str(PROJECT)!r}, {str(PROJECT / "tests")!r}]
+sys.path[:0] = [{project!r}, {tests!r}]
 import parallel
 from test_parallel import one_megabyte
 if __name__ == "__main__":
-    for attempt in range({{attempts}}):
+    for attempt in range({attempts}):
         with parallel.process_pool(2) as pool:
             try:
-                list({{call}})
+                list({call})
             except ValueError:
                 pass
             else:
@@ -45,7 +45,8 @@ if __name__ == "__main__":
                                   "parallel.imap_unordered(pool, one_megabyte, range(8))"])
 def test_a_failing_task_ends_the_pool_every_time(call):
     attempts = 30
-    script = FAIL_WHILE_OTHERS_SEND.format(attempts=attempts, call=call)
+    script = FAIL_WHILE_OTHERS_SEND.format(project=str(PROJECT), tests=str(PROJECT / "tests"), attempts=attempts,
+                                           call=call)
     # its own session, so that a hung child and its workers can all be killed
     with subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                           start_new_session=True) as child:
@@ -60,8 +61,8 @@ def test_a_failing_task_ends_the_pool_every_time(call):
 
 def test_imap_unordered_yields_every_result_once():
     with parallel.process_pool(2) as pool:
-        sums = sorted(int(r[0]) for r in parallel.imap_unordered(pool, one_megabyte, range(1, 9)))
-    assert sums == list(range(1, 9))
+        values = sorted(int(result[0]) for result in parallel.imap_unordered(pool, one_megabyte, range(1, 9)))
+    assert values == list(range(1, 9))
 
 
 def test_a_failure_reaches_the_caller_with_its_message():
