@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import load_data
+import source_params
 
 HERE = Path(__file__).resolve().parent
 MODEL = "try_convnet_cc_multirotflip_3x69r45_maxout2048_extradense"
@@ -57,14 +58,6 @@ def uses_source_extraction(model):
     return train.import_try_script(model).PREPROCESSING is not None
 
 
-def source_extraction_files():
-    """The four files step 3 writes under the project root (extract_pysex_params.target_path)."""
-    import extract_pysex_params
-
-    return [extract_pysex_params.target_path(param_set, subset)
-            for param_set in extract_pysex_params.PARAM_SETS for subset in load_data.SUBSETS]
-
-
 def run_step(number, title, writes, command, env):
     print(f"\n=== Step {number}: {title}", flush=True)
     print(f"    writes: {writes}", flush=True)
@@ -93,7 +86,7 @@ def main():
 
     run_step(1, "ID lists", "data/train_ids.npy, data/test_ids.npy", ["create_train_ids.py", *with_root], env)
     run_step(2, "training labels", "data/solutions_train.npy", ["create_solutions_train.py", *with_root], env)
-    extraction_files = source_extraction_files()
+    extraction_files = source_params.all_paths()
     if not any(uses_source_extraction(model) for model in args.models):
         print("\n=== Step 3 (optional) skipped: none of the models centres or rescales its input")
     elif all(path.exists() for path in extraction_files):

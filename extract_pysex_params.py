@@ -6,13 +6,10 @@ Usage: extract_pysex_params.py [--root DIR] [--subsets train test] [--workers N]
 As in the original solution, SExtractor's algorithms are run on the green channel of each image (float in
 [0, 1]) and the galaxy kept is the most salient detection: the one with the largest isophotal ellipse area
 pi * a * b weighted by the centrality prior exp(-d^2 / 5000), d being the distance of its barycentre from
-(211.5, 211.5). Two parameter sets are written, one row per image in load_data.load_ids order (the first N
-images only with --limit N), float64. The original's second-generation set ("gen2", used for the centring and
-rescaling) detected at 2 sigma; its first-generation set ("extra") at 10 sigma with all four radii:
-
-    data/pysex_params_gen2_<subset>.npy.gz   DETECT_THRESH 2   columns x, y, a, b, theta, petro_radius
-    data/pysex_params_extra_<subset>.npy.gz  DETECT_THRESH 10  columns x, y, a, b, theta, flux_radius,
-                                                               kron_radius, petro_radius, fwhm
+(211.5, 211.5). Two parameter sets are written (their files and columns: source_params.py), one row per image
+in load_data.load_ids order (the first N images only with --limit N), float64: the original's second-generation
+set ("gen2", used for the centring and rescaling), detected at 2 sigma, and its first-generation set ("extra"),
+detected at 10 sigma, with all four radii.
 
 What each column holds (SExtractor's catalogue parameter in brackets):
     x, y          isophotal barycentre [X_IMAGE, Y_IMAGE], 1-based like SExtractor's (the first pixel's centre
@@ -44,7 +41,6 @@ import argparse
 import os
 import sys
 import time
-from dataclasses import dataclass
 
 import numpy as np
 import sep
@@ -52,6 +48,7 @@ from tqdm import tqdm
 
 import load_data
 import parallel
+from source_params import PARAM_SETS, target_path
 
 IMAGE_CENTRE = (load_data.IMAGE_SIZE - 1) / 2.0  # 211.5: the salience prior's centre and the no-source default
 CENTRALITY_SCALE = 5000.0  # the salience prior is exp(-d^2 / CENTRALITY_SCALE)
@@ -77,27 +74,8 @@ PETRO_ANNULUS = 1.2  # annulus [k, 1.2 k]; the interior is the disc inside its m
 FWHM_PEAK_FRACTION = 0.2  # the FWHM fit uses pixels above a fifth of the peak
 
 
-@dataclass(frozen=True)
-class ParamSet:
-    """One output file's settings: its name (in data/pysex_params_<name>_<subset>.npy.gz), its detection
-    threshold in units of the background RMS, and its columns."""
-    name: str
-    detect_thresh: float
-    columns: tuple
-
-
-PARAM_SETS = (
-    ParamSet("gen2", 2.0, ("x", "y", "a", "b", "theta", "petro_radius")),
-    ParamSet("extra", 10.0, ("x", "y", "a", "b", "theta", "flux_radius", "kron_radius", "petro_radius", "fwhm")),
-)
-
-
 class NoSourceFound(Exception):
     """Nothing above the detection threshold."""
-
-
-def target_path(param_set, subset):
-    return load_data.data_dir() / f"pysex_params_{param_set.name}_{subset}.npy.gz"
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -116,7 +116,7 @@ def run(args, ranks=distributed.Ranks()):
     splits = (("valid", train_ids[valid_idx], "train"), ("test", load_data.load_ids("test"), "test"))
     results = {}
     for split, ids, subset in splits:
-        prepro = train.prepro_matrices(config, ids, subset)
+        prepro = ra.prepro_matrices(config["PREPROCESSING"], ids, subset)
         averaged, identity = predict_split_sharded(model, ids, subset, transforms, prepro, args, device, ranks,
                                                    label=split)
         if not ranks.is_main:

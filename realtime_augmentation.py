@@ -25,6 +25,7 @@ import numpy as np
 
 import load_data
 import parallel
+import source_params
 
 IMAGE_SIZE = load_data.IMAGE_SIZE
 IMAGE_CENTRE = (IMAGE_SIZE - 1) / 2.0
@@ -116,6 +117,20 @@ def centring_transform(x, y, a=None, petro_radius=None, rescale=False, target_ra
             zoom = np.float64(target_radius) / (np.float64(petro_radius) * np.float64(a))
         zoom = 1.0 if np.isnan(zoom) else float(np.clip(zoom, 1.0 / limit, limit))
     return augmentation_transform(zoom=zoom, translation=translation)
+
+
+def prepro_matrices(preprocessing, galaxy_ids, subset):
+    """The per-image preprocessing transforms of a recipe's PREPROCESSING (None, or a key of
+    source_params.PREPROCESSING) from the source-extraction parameters of galaxy_ids (N,) of `subset`:
+    (N, 3, 3) float64 aligned with galaxy_ids, or None for no preprocessing."""
+    if preprocessing is None:
+        return None
+    param_set, rescale = source_params.PREPROCESSING[preprocessing]
+    column = source_params.load_columns(param_set, subset, galaxy_ids)
+    if not rescale:
+        return np.stack([centring_transform(x, y) for x, y in zip(column["x"], column["y"])])
+    return np.stack([centring_transform(x, y, a, petro_radius=r, rescale=True)
+                     for x, y, a, r in zip(column["x"], column["y"], column["a"], column["petro_radius"])])
 
 
 # The original's 60 test-time transforms: 10 rotations x 3 zooms x unflipped/flipped.

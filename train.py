@@ -55,6 +55,8 @@ from tqdm import tqdm
 import distributed
 import layers
 import load_data
+import realtime_augmentation as ra
+import source_params
 
 HERE = Path(__file__).resolve().parent
 # The recipe constants every try_*.py defines; they are stored in the checkpoint as the run's config.
@@ -62,12 +64,6 @@ RECIPE_KEYS = ("BATCH_SIZE", "MOMENTUM", "LEARNING_RATE_SCHEDULE", "CHUNK_SIZE",
                "NUM_CHUNKS_NONORM", "AUGMENTATION", "PREPROCESSING", "SEED")
 MAX_NORM_EVERY = 10  # batches between max-norm rescalings, as in the original solution
 EVAL_BATCH_SIZE = 64  # images per forward pass when predicting (dropout off, so it does not change results)
-PYSEX_FILES = {  # PREPROCESSING -> (file name pattern, its columns, rescale?)
-    "centre": ("pysex_params_gen2_{}.npy.gz", ("x", "y", "a", "b", "theta", "petro_radius"), False),
-    "centre_rescale": ("pysex_params_gen2_{}.npy.gz", ("x", "y", "a", "b", "theta", "petro_radius"), True),
-    "centre_rescale_gen1": ("pysex_params_extra_{}.npy.gz", ("x", "y", "a", "b", "theta", "flux_radius",
-                                                            "kron_radius", "petro_radius", "fwhm"), True),
-}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -163,8 +159,7 @@ def run_config(recipe, args):
                               for key, v in dict(config["AUGMENTATION"]).items()}
     if config["CHUNK_SIZE"] < config["BATCH_SIZE"]:
         raise ValueError(f"chunk size {config['CHUNK_SIZE']} is smaller than the batch size {config['BATCH_SIZE']}")
-    if config["PREPROCESSING"] is not None and config["PREPROCESSING"] not in PYSEX_FILES:
-        raise ValueError(f"PREPROCESSING must be None or one of {sorted(PYSEX_FILES)}, got {config['PREPROCESSING']!r}")
+    source_params.check_preprocessing(config["PREPROCESSING"])
     return config
 
 
@@ -191,35 +186,6 @@ def pick_device(name):
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"--device {name}: CUDA is not available on this machine")
     return device
-
-
-def prepro_matrices(config, galaxy_ids, subset):
-    """Per-image preprocessing transforms (centring, optionally rescaling) from the source-extraction
-    parameters, or None when config["PREPROCESSING"] is None.
-
-    galaxy_ids: (N,) IDs of `subset`; returns (N, 3, 3) float64 matrices aligned with them."""
-    kind = config.get("PREPROCESSING")
-    if kind is None:
-        return None
-    import realtime_augmentation as ra
-
-    pattern, columns, rescale = PYSEX_FILES[kind]
-    path = load_data.data_dir() / pattern.format(subset)
-    params = load_data.load_gz(path)
-    all_ids = load_data.load_ids(subset)
-    if params.shape != (len(all_ids), len(columns)):
-        raise load_data.DataError(f"{path}: shape {params.shape}, expected ({len(all_ids)}, {len(columns)}) "
-                                  f"(one row of {', '.join(columns)} per {subset} ID); run extract_pysex_params.py")
-    rows = np.searchsorted(all_ids, galaxy_ids)
-    missing = (rows >= len(all_ids)) | (all_ids[np.minimum(rows, len(all_ids) - 1)] != galaxy_ids)
-    if missing.any():
-        raise load_data.DataError(f"GalaxyID {int(np.asarray(galaxy_ids)[missing][0])} is not among the {subset} IDs "
-                                  f"of {load_data.ids_path(subset)}")
-    column = {name: params[rows, k] for k, name in enumerate(columns)}
-    if not rescale:
-        return np.stack([ra.centring_transform(x, y) for x, y in zip(column["x"], column["y"])])
-    return np.stack([ra.centring_transform(x, y, a, petro_radius=r, rescale=True)
-                     for x, y, a, r in zip(column["x"], column["y"], column["a"], column["petro_radius"])])
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -288,7 +254,6 @@ def load_trained(model_name, device="cpu", root=None):
 
 def precompute_views(galaxy_ids, subset, prepro, workers):
     """The untransformed views of each image: (N, 2, 3, 69, 69) float32 (the original's validation set)."""
-    import realtime_augmentation as ra
 
     views = None
     for positions, chunk_views in ra.fixed_views(galaxy_ids, subset, np.eye(3)[None], prepro=prepro,
@@ -454,7 +419,7 @@ def run(recipe, args, ranks=distributed.Ranks()):
                                         config=config, seed=config["SEED"], model_name=model_name,
                                         script=str(Path(recipe["__file__"]).resolve()), rng=rng_state(), **extra))
 
-    valid_prepro = prepro_matrices(config, valid_ids, "train")
+    valid_prepro = ra.prepro_matrices(config["PREPROCESSING"], valid_ids, "train")
     valid_views = None
     if state["next_chunk"] < num_chunks:
         if ranks.is_main:
@@ -538,14 +503,13 @@ def planned_chunks(random_chunks, device):
 
 def training_chunks(config, args, ranks, device, train_ids, train_labels, start_chunk):
     """This rank's share of every chunk from start_chunk on, each with .index and .batch(b, size)."""
-    import realtime_augmentation as ra
 
     share = None
     if ranks.active:
         share = distributed.batch_share(config["CHUNK_SIZE"], config["BATCH_SIZE"], ranks)
     chunks = ra.RandomChunks(train_ids, train_labels, subset="train", chunk_size=config["CHUNK_SIZE"],
                              num_chunks=config["NUM_CHUNKS"], seed=config["SEED"],
-                             augmentation=config["AUGMENTATION"], prepro=prepro_matrices(config, train_ids, "train"),
+                             augmentation=config["AUGMENTATION"], prepro=ra.prepro_matrices(config["PREPROCESSING"], train_ids, "train"),
                              start_chunk=start_chunk, num_workers=args.workers, select=share)
     if args.data_on_device:
         log(f"holding {len(train_ids)} training images on {device}")
@@ -632,7 +596,7 @@ def write_test_predictions(model, config, device, workers, model_name):
     import submission
 
     test_ids = load_data.load_ids("test")
-    views = precompute_views(test_ids, "test", prepro_matrices(config, test_ids, "test"), workers)
+    views = precompute_views(test_ids, "test", ra.prepro_matrices(config["PREPROCESSING"], test_ids, "test"), workers)
     predictions = np.clip(predict(model, views, device), 0.0, 1.0)
     path = load_data.predictions_dir() / f"{model_name}.csv.gz"
     submission.write_submission(path, test_ids, predictions)

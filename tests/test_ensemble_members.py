@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import decision_tree
+import source_params
 import train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -82,7 +83,7 @@ def test_recipe_is_valid_and_names_its_own_outputs(script):
     if script.stem != BEST:
         assert module.__doc__ != load(ROOT / f"{BEST}.py").__doc__
     config = recipe_config(module)
-    assert config["PREPROCESSING"] is None or config["PREPROCESSING"] in train.PYSEX_FILES
+    assert config["PREPROCESSING"] is None or config["PREPROCESSING"] in source_params.PREPROCESSING
 
 
 def test_members_are_distinct():

@@ -7,9 +7,10 @@ from scipy.optimize import brentq
 
 import extract_pysex_params as extract
 import load_data
+import source_params
 
 SIZE = load_data.IMAGE_SIZE
-PARAM_SETS = {param_set.name: param_set for param_set in extract.PARAM_SETS}
+PARAM_SETS = {param_set.name: param_set for param_set in source_params.PARAM_SETS}
 REAL_IMAGES = 60  # labelled real images measured by the script test (about 5 s on 2 cores)
 BLANK_ID = 1  # a black image added to them; smaller than every real GalaxyID, so its row comes first
 
@@ -126,7 +127,7 @@ def real_run(real_sample, tmp_path_factory):
     root, ids = make_root(tmp_path_factory.mktemp("sep_root"), paths, blank_id=BLANK_ID)
     try:
         assert extract.main(["--root", str(root), "--subsets", "train", "--workers", "2"]) == 0
-        arrays = {name: load_data.load_gz(extract.target_path(param_set, "train"))
+        arrays = {name: load_data.load_gz(source_params.target_path(param_set, "train"))
                   for name, param_set in PARAM_SETS.items()}
     finally:
         load_data.set_root(None)
@@ -155,7 +156,7 @@ def test_real_rows_follow_id_order(real_run):
     try:
         for index in (1, len(ids) // 2, len(ids) - 1):
             direct = extract.measure_image((int(ids[index]), "train"))
-            for (row, _), param_set in zip(direct, extract.PARAM_SETS):
+            for (row, _), param_set in zip(direct, source_params.PARAM_SETS):
                 np.testing.assert_array_equal(arrays[param_set.name][index], row)
     finally:
         load_data.set_root(None)
@@ -203,11 +204,9 @@ def test_unreadable_image_is_a_clear_error(tmp_path, capsys):
     assert not list((tmp_path / "data").glob("pysex_params_*"))
 
 
-def test_demo_looks_for_the_files_extraction_writes(tmp_path):
-    """demo.py skips step 3 when these files exist: they must be exactly the ones a run of the script writes
-    (here on one black image per subset)."""
-    import demo
-
+def test_schema_names_the_files_extraction_writes(tmp_path):
+    """demo.py skips step 3 when source_params.all_paths() exist: they must be exactly the files a run of the
+    script writes (here on one black image per subset)."""
     load_data.set_root(tmp_path)
     try:
         for subset in load_data.SUBSETS:
@@ -216,7 +215,7 @@ def test_demo_looks_for_the_files_extraction_writes(tmp_path):
             Image.fromarray(np.zeros((SIZE, SIZE, 3), np.uint8)).save(images / f"{BLANK_ID}.jpg")
             np.save(load_data.ids_path(subset), np.array([BLANK_ID], dtype=np.int64))
         assert extract.main(["--root", str(tmp_path), "--workers", "1"]) == 0
-        looked_for = demo.source_extraction_files()
+        looked_for = source_params.all_paths()
     finally:
         load_data.set_root(None)
     written = set((tmp_path / "data").glob("pysex_params_*"))

@@ -1,0 +1,74 @@
+"""The source-extraction parameter files: their names, their columns, and reading them back.
+
+`extract_pysex_params.py` writes them (step 3); training and prediction read them for the members whose
+recipe centres or rescales the input (PREPROCESSING). Two parameter sets, one file per set and subset, one
+float64 row per GalaxyID of data/<subset>_ids.npy, in that order:
+
+    data/pysex_params_gen2_<subset>.npy.gz   x, y, a, b, theta, petro_radius
+    data/pysex_params_extra_<subset>.npy.gz  x, y, a, b, theta, flux_radius, kron_radius, petro_radius, fwhm
+
+The original solution published files of exactly this format; dropped into data/, they are read as they are.
+"""
+from dataclasses import dataclass
+
+import numpy as np
+
+import load_data
+
+
+@dataclass(frozen=True)
+class ParamSet:
+    """One parameter set: its name (in data/pysex_params_<name>_<subset>.npy.gz), the detection threshold it
+    was measured at, in units of the background RMS, and its columns."""
+    name: str
+    detect_thresh: float
+    columns: tuple
+
+
+GEN2 = ParamSet("gen2", 2.0, ("x", "y", "a", "b", "theta", "petro_radius"))
+EXTRA = ParamSet("extra", 10.0, ("x", "y", "a", "b", "theta", "flux_radius", "kron_radius", "petro_radius", "fwhm"))
+PARAM_SETS = (GEN2, EXTRA)
+
+# A recipe's PREPROCESSING -> (the parameter set it reads, whether it rescales as well as centres).
+PREPROCESSING = {
+    "centre": (GEN2, False),
+    "centre_rescale": (GEN2, True),
+    "centre_rescale_gen1": (EXTRA, True),
+}
+
+
+def target_path(param_set, subset):
+    """data/pysex_params_<set>_<subset>.npy.gz."""
+    return load_data.data_dir() / f"pysex_params_{param_set.name}_{subset}.npy.gz"
+
+
+def all_paths():
+    """Every file step 3 writes, for both subsets."""
+    return [target_path(param_set, subset) for param_set in PARAM_SETS for subset in load_data.SUBSETS]
+
+
+def check_preprocessing(kind):
+    """Refuse a PREPROCESSING value that names no parameter set (None is no preprocessing)."""
+    if kind is not None and kind not in PREPROCESSING:
+        raise ValueError(f"PREPROCESSING must be None or one of {sorted(PREPROCESSING)}, got {kind!r}")
+
+
+def load_columns(param_set, subset, galaxy_ids):
+    """The parameters of galaxy_ids (N,) of `subset`: {column name: (N,) float64}, rows aligned with galaxy_ids.
+    Raises DataError when the file is missing, has the wrong shape, or lacks one of the IDs."""
+    path = target_path(param_set, subset)
+    if not path.exists():
+        raise load_data.DataError(f"{path}: missing; run extract_pysex_params.py (step 3) first")
+    params = load_data.load_gz(path)
+    all_ids = load_data.load_ids(subset)
+    columns = param_set.columns
+    if params.shape != (len(all_ids), len(columns)):
+        raise load_data.DataError(f"{path}: shape {params.shape}, expected ({len(all_ids)}, {len(columns)}) "
+                                  f"(one row of {', '.join(columns)} per {subset} ID); run extract_pysex_params.py")
+    galaxy_ids = np.asarray(galaxy_ids)
+    rows = np.searchsorted(all_ids, galaxy_ids)
+    missing = (rows >= len(all_ids)) | (all_ids[np.minimum(rows, len(all_ids) - 1)] != galaxy_ids)
+    if missing.any():
+        raise load_data.DataError(f"GalaxyID {int(galaxy_ids[missing][0])} is not among the {subset} IDs "
+                                  f"of {load_data.ids_path(subset)}")
+    return {name: params[rows, k].astype(np.float64) for k, name in enumerate(columns)}
