@@ -21,6 +21,7 @@ import scipy.optimize
 
 import decision_tree
 import load_data
+import submission
 
 BLEND_FILES = {"uniform": "blended_predictions_uniform.npy.gz", "per_model": "blended_predictions.npy.gz",
                "per_column": "blended_predictions_separate.npy.gz"}
@@ -48,16 +49,6 @@ def available_models(chosen=None):
             raise load_data.DataError(f"{load_data.augmented_predictions_dir('valid') / (model + '.npy.gz')}: missing (the test "
                                       "predictions of this model exist); rerun predict_augmented_npy.py for it")
     return models
-
-
-def validation_labels():
-    """Labels of the validation split: (N_valid, 37) float64."""
-    labels = load_data.load_solutions()
-    num_train = len(load_data.load_ids("train"))
-    if len(labels) != num_train:
-        raise load_data.DataError(f"{load_data.solutions_train_path()}: {len(labels)} label rows but "
-                                  f"{num_train} IDs in {load_data.ids_path('train')}")
-    return labels[load_data.train_valid_split(num_train)[1]].astype(np.float64)
 
 
 def load_checked(path, shape):
@@ -108,10 +99,6 @@ def fit_weights(stack, labels, per_column):
     return weights if per_column else weights[:, 0]
 
 
-def rmse(predictions, labels):
-    return float(np.sqrt(np.mean((predictions - labels) ** 2)))
-
-
 def blend_test_set(models, weights_by_blend, num_test):
     """Apply each blend's weights to the test predictions, one model's file at a time: {blend name: (N_test, 37)}."""
     totals = {name: np.zeros((num_test, decision_tree.NUM_OUTPUTS)) for name in weights_by_blend}
@@ -124,13 +111,13 @@ def blend_test_set(models, weights_by_blend, num_test):
 
 def run(chosen=None):
     models = available_models(chosen)
-    labels = validation_labels()
+    labels = load_data.labelled_split().valid_labels.astype(np.float64)
     stack = np.stack([load_checked(load_data.augmented_predictions_dir("valid") / f"{model}.npy.gz", labels.shape) for model in models])
     num_models = len(models)
     print(f"{num_models} models, {len(labels)} validation images")
     print("validation RMSE of each model:")
     for model, predictions in zip(models, stack):
-        print(f"  {rmse(predictions, labels):.6f}  {model}")
+        print(f"  {submission.rmse(predictions, labels):.6f}  {model}")
 
     weights_by_blend = {"uniform": np.full(num_models, 1.0 / num_models),
                         "per_model": fit_weights(stack, labels, per_column=False),
@@ -142,7 +129,7 @@ def run(chosen=None):
               f"{column_weights.max():.5f})  {model}")
     print("validation RMSE of the blends:")
     for name, weights in weights_by_blend.items():
-        print(f"  {rmse(blend(stack, weights), labels):.6f}  {name} ({BLEND_FILES[name]})")
+        print(f"  {submission.rmse(blend(stack, weights), labels):.6f}  {name} ({BLEND_FILES[name]})")
 
     num_test = len(load_data.load_ids("test"))
     for name, blended in blend_test_set(models, weights_by_blend, num_test).items():

@@ -31,7 +31,8 @@ def parse_args():
     parser.add_argument("--num-train", type=int, default=2700, help="synthetic training images")
     parser.add_argument("--num-test", type=int, default=300, help="synthetic test images")
     parser.add_argument("--num-chunks", type=int, default=12, help="training chunks (the recipe has 2500)")
-    parser.add_argument("--chunk-size", type=int, default=1000, help="images per chunk (the recipe has 10000)")
+    parser.add_argument("--chunk-size", type=int, default=992,
+                        help="images per chunk, a multiple of the batch size: 62 minibatches of 16 (the recipe has 10000)")
     parser.add_argument("--validate-every", type=int, default=4, help="chunks between validations (recipe: 20)")
     parser.add_argument("--num-transforms", type=int, default=6,
                         help="test-time transforms per image (the recipe has 60)")
@@ -53,9 +54,9 @@ def parse_args():
 
 def uses_source_extraction(model):
     """Whether the try_*.py model's recipe reads the source-extraction parameters (step 3)."""
-    import train  # imports torch: only needed here
+    import checkpoints  # imports torch: only needed here
 
-    return train.import_try_script(model).PREPROCESSING is not None
+    return checkpoints.import_try_script(model).PREPROCESSING is not None
 
 
 def run_step(number, title, writes, command, env):

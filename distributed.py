@@ -96,13 +96,18 @@ def mean_and_any(value, flag, ranks, device):
     return total / ranks.world_size, flags > 0
 
 
+def check_batch_split(batch_size, ranks):
+    """Raise ValueError when a minibatch of batch_size images cannot be split evenly over the ranks."""
+    if batch_size % ranks.world_size:
+        raise ValueError(f"the minibatch of {batch_size} images cannot be split evenly over {ranks.world_size} "
+                         f"processes; use a number of processes that divides {batch_size}")
+
+
 def batch_share(chunk_size, batch_size, ranks):
     """Indices into a chunk of chunk_size images of this rank's share of every full minibatch: images
     [r * b, (r + 1) * b) of each batch of batch_size, b = batch_size / world_size; int64
     (batches * b,), in batch order. Raises ValueError when batch_size is not divisible by world_size."""
-    if batch_size % ranks.world_size:
-        raise ValueError(f"the minibatch of {batch_size} images cannot be split evenly over {ranks.world_size} "
-                         f"processes; use a number of processes that divides {batch_size}")
+    check_batch_split(batch_size, ranks)
     share = batch_size // ranks.world_size
     batches = chunk_size // batch_size
     starts = np.arange(batches)[:, None] * batch_size + ranks.rank * share

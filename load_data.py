@@ -13,6 +13,7 @@ Images are read from the RAM copy made by `copy_data_to_shm.py` when it exists, 
 When that script also built a decoded uint8 cache, `load_image` reads from it instead of decoding JPEGs.
 """
 import argparse
+import collections
 import contextlib
 import gzip
 import hashlib
@@ -193,6 +194,21 @@ def train_valid_split(num_train):
     Returns (train_indices, valid_indices)."""
     num_valid = num_train // 10
     return np.arange(num_train - num_valid), np.arange(num_train - num_valid, num_train)
+
+
+LabelledSplit = collections.namedtuple("LabelledSplit", ["train_ids", "train_labels", "valid_ids", "valid_labels"])
+
+
+def labelled_split():
+    """The labelled training set cut by train_valid_split: LabelledSplit of IDs (n,) and labels (n, 37) float32
+    for the images that train and for those that validate. Raises DataError when data/solutions_train.npy does
+    not have one row per ID of data/train_ids.npy."""
+    ids, labels = load_ids("train"), load_solutions()
+    if len(labels) != len(ids):
+        raise DataError(f"{solutions_train_path()}: {len(labels)} label rows but {len(ids)} IDs in "
+                        f"{ids_path('train')}; run create_solutions_train.py again")
+    train_idx, valid_idx = train_valid_split(len(ids))
+    return LabelledSplit(ids[train_idx], labels[train_idx], ids[valid_idx], labels[valid_idx])
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -23,14 +23,14 @@ import argparse
 import sys
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
+import checkpoints
 import decision_tree
 import distributed
 import load_data
 import realtime_augmentation as ra
-import train
+import submission
 
 NUM_ROTATIONS, NUM_FLIPS, NUM_ZOOMS = ra.TTA_NUM_ROTATIONS, len(ra.TTA_FLIPS), len(ra.TTA_ZOOMS)
 NUM_TRANSFORMS = NUM_ROTATIONS * NUM_FLIPS * NUM_ZOOMS
@@ -57,12 +57,10 @@ def selected_transforms(num_transforms):
     return ra.tta_transforms()[spread_transform_indices(num_transforms)]
 
 
-@torch.no_grad()
 def predict_views(model, views, device, batch_size=BATCH_SIZE):
     """Model outputs for every view set: views (m, T, 2, 3, 69, 69) numpy -> (m, T, 37) float64 numpy."""
-    flat = torch.from_numpy(np.ascontiguousarray(views).reshape((-1,) + views.shape[2:]))
-    outputs = [model(flat[i:i + batch_size].to(device)).double().cpu() for i in range(0, len(flat), batch_size)]
-    return torch.cat(outputs).numpy().reshape(views.shape[0], views.shape[1], decision_tree.NUM_OUTPUTS)
+    outputs = checkpoints.forward_batched(model, views.reshape((-1,) + views.shape[2:]), device, batch_size)
+    return outputs.astype(np.float64).reshape(views.shape[0], views.shape[1], decision_tree.NUM_OUTPUTS)
 
 
 def predict_augmented(model, galaxy_ids, subset, transforms, prepro, device, batch_size=BATCH_SIZE, workers=None,
@@ -100,20 +98,16 @@ def predict_split_sharded(model, galaxy_ids, subset, transforms, prepro, args, d
 
 
 def run(args, ranks=distributed.Ranks()):
-    device = distributed.rank_device(train.pick_device(args.device), ranks)
+    device = distributed.rank_device(checkpoints.pick_device(args.device), ranks)
     distributed.start(device, ranks)
-    model, config = train.load_trained(args.model, device=device)
+    model, config = checkpoints.load_trained(args.model, device=device)
     transforms = selected_transforms(args.num_transforms)
     if ranks.is_main:
         print(f"{args.model} on {device}{f' x {ranks.world_size} ranks' if ranks.active else ''}: "
               f"averaging over {len(transforms)} transforms")
 
-    train_ids, labels = load_data.load_ids("train"), load_data.load_solutions()
-    if len(labels) != len(train_ids):
-        raise load_data.DataError(f"{load_data.solutions_train_path()}: {len(labels)} label rows but "
-                                  f"{len(train_ids)} IDs in {load_data.ids_path('train')}")
-    valid_idx = load_data.train_valid_split(len(train_ids))[1]
-    splits = (("valid", train_ids[valid_idx], "train"), ("test", load_data.load_ids("test"), "test"))
+    labelled = load_data.labelled_split()
+    splits = (("valid", labelled.valid_ids, "train"), ("test", load_data.load_ids("test"), "test"))
     results = {}
     for split, ids, subset in splits:
         prepro = ra.prepro_matrices(config["PREPROCESSING"], ids, subset)
@@ -128,9 +122,10 @@ def run(args, ranks=distributed.Ranks()):
     if not ranks.is_main:
         return
     averaged, identity = results["valid"]
-    valid_labels = labels[valid_idx]
-    print(f"validation RMSE ({len(valid_idx)} images): identity transform only {train.rmse(identity, valid_labels):.6f}, "
-          f"averaged over {len(transforms)} transforms {train.rmse(averaged, valid_labels):.6f}")
+    valid_labels = labelled.valid_labels
+    print(f"validation RMSE ({len(valid_labels)} images): identity transform only "
+          f"{submission.rmse(identity, valid_labels):.6f}, averaged over {len(transforms)} transforms "
+          f"{submission.rmse(averaged, valid_labels):.6f}")
 
 
 def main(argv=None):

@@ -429,6 +429,17 @@ def fixed_views(galaxy_ids, subset, augments, prepro=None, images_per_chunk=None
             yield chunks.get()
 
 
+def identity_views(galaxy_ids, subset, prepro=None, num_workers=None):
+    """The untransformed views of each image (the original's validation input): (N, 2, 3, 69, 69) float32."""
+    views = None
+    for positions, chunk_views in fixed_views(galaxy_ids, subset, np.eye(3)[None], prepro=prepro,
+                                              num_workers=num_workers):
+        if views is None:
+            views = np.empty((len(galaxy_ids),) + chunk_views.shape[2:], dtype=np.float32)
+        views[positions] = chunk_views[:, 0]
+    return views
+
+
 # ---------------------------------------------------------------------------------------------------
 # Picture
 

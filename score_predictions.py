@@ -23,21 +23,11 @@ import submission
 FILE_SUFFIXES = (".npy.gz", ".csv.gz")
 
 
-def training_split():
-    """(train IDs (N,), labels (N, 37) float64, train indices, valid indices) of the training set."""
-    ids, labels = load_data.load_ids("train"), load_data.load_solutions().astype(np.float64)
-    if len(labels) != len(ids):
-        raise load_data.DataError(f"{load_data.solutions_train_path()}: {len(labels)} label rows but "
-                                  f"{len(ids)} IDs in {load_data.ids_path('train')}")
-    train_idx, valid_idx = load_data.train_valid_split(len(ids))
-    return ids, labels, train_idx, valid_idx
-
-
 def subset_labels(subset):
     """(ids (N,), labels (N, 37) float64) to score against, for subset 'valid' or 'test'."""
     if subset == "valid":
-        ids, labels, _, valid_idx = training_split()
-        return ids[valid_idx], labels[valid_idx]
+        split = load_data.labelled_split()
+        return split.valid_ids, split.valid_labels.astype(np.float64)
     path = load_data.synthetic_test_solutions_path()
     if not path.exists():
         raise load_data.DataError(f"{path}: missing. The real test labels are not public; only the synthetic "
@@ -48,8 +38,7 @@ def subset_labels(subset):
 def subset_ids(subset):
     """The IDs a .npy.gz of `subset` lists its rows in: the validation IDs, or data/test_ids.npy."""
     if subset == "valid":
-        ids, _, _, valid_idx = training_split()
-        return ids[valid_idx]
+        return load_data.labelled_split().valid_ids
     return load_data.load_ids("test")
 
 
@@ -82,7 +71,8 @@ def align(path, ids, predictions, label_ids):
 def scores(predictions, labels):
     """[overall RMSE, RMSE of Q1, ..., RMSE of Q11] for (N, 37) predictions and labels."""
     squared = (predictions - labels) ** 2
-    return [float(np.sqrt(squared.mean()))] + [float(np.sqrt(squared[:, s].mean())) for s in decision_tree.QUESTION_SLICES]
+    return [submission.rmse(predictions, labels)] + [float(np.sqrt(squared[:, s].mean()))
+                                                     for s in decision_tree.QUESTION_SLICES]
 
 
 def score_table(name, predictions, labels, training_mean):
@@ -138,8 +128,8 @@ def score_file(path, subset, png_path=None):
     """Print the score table of the predictions in path and draw its bar chart; returns the table."""
     label_ids, labels = subset_labels(subset)
     predictions = align(path, *load_predictions(path, subset), label_ids)
-    _, all_labels, train_idx, _ = training_split()
-    table = score_table(Path(path).name, predictions, labels, all_labels[train_idx].mean(axis=0))
+    training_mean = load_data.labelled_split().train_labels.astype(np.float64).mean(axis=0)
+    table = score_table(Path(path).name, predictions, labels, training_mean)
     print(f"{len(labels)} {subset} images")
     print_table(table)
     png_path = Path(png_path) if png_path is not None else default_png_path(path)

@@ -22,6 +22,11 @@ PRINTED_PRECISION = 5e-7  # the largest difference between a value and its print
 RANGE_TOLERANCE = 1e-6
 
 
+def rmse(predictions, labels):
+    """The competition's score: the RMSE over every output of every galaxy, computed in float64."""
+    return float(np.sqrt(np.mean((np.asarray(predictions, np.float64) - np.asarray(labels, np.float64)) ** 2)))
+
+
 def check_predictions(galaxy_ids, predictions, source):
     """Raise DataError (naming `source`, the row, GalaxyID and column) unless predictions is (N, 37),
     finite and within [0, 1] (up to RANGE_TOLERANCE) and galaxy_ids is (N,), ascending and unique.

@@ -40,30 +40,36 @@ enabled for matrix products and convolutions.
 """
 import argparse
 import contextlib
-import importlib.util
 import math
 import signal
 import sys
 import time
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+import checkpoints
 import distributed
 import layers
 import load_data
 import realtime_augmentation as ra
 import source_params
+import submission
+import torch_augmentation as ta
 
-HERE = Path(__file__).resolve().parent
+matplotlib.use("Agg")  # the learning curve is drawn to a file, never to a screen
+import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
+
 # The recipe constants every try_*.py defines; they are stored in the checkpoint as the run's config.
 RECIPE_KEYS = ("BATCH_SIZE", "MOMENTUM", "LEARNING_RATE_SCHEDULE", "CHUNK_SIZE", "NUM_CHUNKS", "VALIDATE_EVERY",
                "NUM_CHUNKS_NONORM", "AUGMENTATION", "PREPROCESSING", "SEED")
 MAX_NORM_EVERY = 10  # batches between max-norm rescalings, as in the original solution
 EVAL_BATCH_SIZE = 64  # images per forward pass when predicting (dropout off, so it does not change results)
+LOOP_STATE_KEYS = ("next_chunk", "next_batch", "chunk_losses", "losses_train", "losses_valid")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -112,6 +118,19 @@ def learning_rate_at(schedule, chunk):
     return schedule[max(start for start in schedule if start <= chunk)]
 
 
+def scaled_schedule(schedule, recipe_chunks, num_chunks):
+    """The learning-rate schedule {first chunk: lr} with its chunk boundaries scaled from recipe_chunks
+    to num_chunks chunks (unchanged when they are equal)."""
+    if num_chunks == recipe_chunks:
+        return dict(schedule)
+    return {int(round(start * num_chunks / recipe_chunks)): lr for start, lr in sorted(schedule.items())}
+
+
+def learning_rate_at(schedule, chunk):
+    """The learning rate in force at chunk `chunk`: that of the last schedule boundary <= chunk."""
+    return schedule[max(start for start in schedule if start <= chunk)]
+
+
 # ---------------------------------------------------------------------------------------------------
 # Configuration
 
@@ -121,7 +140,8 @@ def parse_args(recipe, argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--num-chunks", type=int, help=f"training chunks (recipe: {recipe['NUM_CHUNKS']}); "
                         "the learning-rate schedule is scaled to match")
-    parser.add_argument("--chunk-size", type=int, help=f"images per chunk (recipe: {recipe['CHUNK_SIZE']})")
+    parser.add_argument("--chunk-size", type=int, help=f"images per chunk (recipe: {recipe['CHUNK_SIZE']}); a multiple of "
+                        "the batch size, so that every image drawn is trained on (other values are refused)")
     parser.add_argument("--validate-every", type=int, help=f"chunks between validations (recipe: {recipe['VALIDATE_EVERY']})")
     parser.add_argument("--batch-size", type=int, help=f"images per minibatch (recipe: {recipe['BATCH_SIZE']})")
     parser.add_argument("--seed", type=int, help=f"seed of initialisation, data and dropout (recipe: {recipe['SEED']})")
@@ -157,8 +177,12 @@ def run_config(recipe, args):
                                                        config["NUM_CHUNKS"])
     config["AUGMENTATION"] = {key: tuple(v) if isinstance(v, (list, tuple)) else v
                               for key, v in dict(config["AUGMENTATION"]).items()}
-    if config["CHUNK_SIZE"] < config["BATCH_SIZE"]:
-        raise ValueError(f"chunk size {config['CHUNK_SIZE']} is smaller than the batch size {config['BATCH_SIZE']}")
+    chunk_size, batch_size = config["CHUNK_SIZE"], config["BATCH_SIZE"]
+    if chunk_size % batch_size:
+        below, above = chunk_size // batch_size * batch_size, (chunk_size // batch_size + 1) * batch_size
+        raise ValueError(f"chunk size {chunk_size} is not a multiple of the batch size {batch_size}: the last "
+                         f"{chunk_size % batch_size} images of every chunk would never be trained on; use "
+                         f"{'' if below == 0 else f'--chunk-size {below} or '}--chunk-size {above}")
     source_params.check_preprocessing(config["PREPROCESSING"])
     return config
 
@@ -179,37 +203,8 @@ def autocast_context(device, amp):
     return contextlib.nullcontext()
 
 
-def pick_device(name):
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: CUDA is not available on this machine")
-    return device
-
-
 # ---------------------------------------------------------------------------------------------------
-# Checkpoints
-
-
-def checkpoint_path(model_name):
-    return load_data.analysis_dir() / f"{model_name}.pt"
-
-
-def learning_curve_path(model_name):
-    return load_data.analysis_dir() / f"{model_name}_learning_curve.png"
-
-
-def save_checkpoint(path, state):
-    with load_data.atomic_path(path) as tmp:
-        torch.save(state, tmp)
-
-
-def load_checkpoint(path):
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several unrelated types for damaged files
-        raise load_data.DataError(f"{path}: cannot read checkpoint: {exc}") from None
+# What a run leaves besides the checkpoint
 
 
 def rng_state():
@@ -222,70 +217,12 @@ def set_rng_state(state):
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def import_try_script(model_name, fallback_path=None):
-    """Import a try_*.py module by its stem: from the project folder, else from fallback_path."""
-    path = HERE / f"{model_name}.py"
-    if not path.exists() and fallback_path is not None:
-        path = Path(fallback_path)
-    if not path.exists():
-        raise load_data.DataError(f"{HERE / (model_name + '.py')}: no such model script")
-    spec = importlib.util.spec_from_file_location(model_name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def load_trained(model_name, device="cpu", root=None):
-    """The trained model of analysis/final/<model_name>.pt in eval mode, and its config dict."""
-    if root is not None:
-        load_data.set_root(root)
-    path = checkpoint_path(model_name)
-    if not path.exists():
-        raise load_data.DataError(f"{path}: no checkpoint; train the model with {model_name}.py first")
-    state = load_checkpoint(path)
-    model = import_try_script(model_name, state.get("script")).build_model()
-    model.load_state_dict(state["model"])
-    return model.to(device).eval(), state["config"]
-
-
-# ---------------------------------------------------------------------------------------------------
-# Evaluation
-
-
-def precompute_views(galaxy_ids, subset, prepro, workers):
-    """The untransformed views of each image: (N, 2, 3, 69, 69) float32 (the original's validation set)."""
-
-    views = None
-    for positions, chunk_views in ra.fixed_views(galaxy_ids, subset, np.eye(3)[None], prepro=prepro,
-                                                  num_workers=workers):
-        if views is None:
-            views = np.empty((len(galaxy_ids),) + chunk_views.shape[2:], dtype=np.float32)
-        views[positions] = chunk_views[:, 0]
-    return views
-
-
-@torch.no_grad()
-def predict(model, views, device):
-    """Model outputs with dropout off for views (N, 2, 3, 69, 69) (numpy) -> (N, 37) float32 numpy."""
-    was_training = model.training
-    model.eval()
-    outputs = [model(torch.from_numpy(views[i:i + EVAL_BATCH_SIZE]).to(device)).float().cpu()
-               for i in range(0, len(views), EVAL_BATCH_SIZE)]
-    model.train(was_training)
-    return torch.cat(outputs).numpy()
-
-
-def rmse(predictions, targets):
-    return float(np.sqrt(np.mean((np.asarray(predictions, np.float64) - targets) ** 2)))
+def learning_curve_path(model_name):
+    return load_data.analysis_dir() / f"{model_name}_learning_curve.png"
 
 
 def save_learning_curve(path, losses_train, losses_valid, mean_baseline):
     """Train RMSE per chunk, validation RMSE where measured, and the training-mean baseline, as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     fig, ax = plt.subplots(figsize=(8, 5))
     ax.plot(np.arange(1, len(losses_train) + 1), losses_train, label="train RMSE (dropout on)", lw=1)
     if losses_valid:
@@ -300,6 +237,7 @@ def save_learning_curve(path, losses_train, losses_valid, mean_baseline):
     with load_data.atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
+
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -353,6 +291,11 @@ def train_batch(model, optimizer, views, labels, normalise):
     return loss.item()
 
 
+def predict(model, views, device):
+    """Model outputs with dropout off for views (N, 2, 3, 69, 69) (numpy) -> (N, 37) float32 numpy."""
+    return checkpoints.forward_batched(model, views, device, EVAL_BATCH_SIZE)
+
+
 def main(recipe, argv=None):
     """Run the shared training loop for the try_*.py module whose globals() are `recipe`."""
     ranks = distributed.ranks_from_environment()
@@ -371,32 +314,26 @@ def main(recipe, argv=None):
 
 
 def run(recipe, args, ranks=distributed.Ranks()):
+    """Train the model of `recipe` (a try_*.py module's globals) to the end of its schedule, from its checkpoint
+    when there is one, then write the final checkpoint and the test-set submission."""
     model_name = Path(recipe["__file__"]).stem
     config = run_config(recipe, args)
-    distributed.batch_share(config["CHUNK_SIZE"], config["BATCH_SIZE"], ranks)  # raises when 16 / N is no integer
-    device = distributed.rank_device(pick_device(args.device), ranks)
+    distributed.check_batch_split(config["BATCH_SIZE"], ranks)
+    device = distributed.rank_device(checkpoints.pick_device(args.device), ranks)
     LOGGING["enabled"] = ranks.is_main
     distributed.start(device, ranks)
     enable_tf32(device)
-    ckpt_path = checkpoint_path(model_name)
-    num_chunks = config["NUM_CHUNKS"]
     log(f"model {model_name} on {device}{f' x {ranks.world_size} ranks' if ranks.active else ''}; "
-        f"writing {ckpt_path}")
+        f"writing {checkpoints.checkpoint_path(model_name)}")
     if args.amp == "bf16" and device.type != "cuda":
         log("--amp bf16 applies to CUDA only; training in fp32")
-    log(f"learning-rate schedule (first chunk: lr) over {num_chunks} chunks: {config['LEARNING_RATE_SCHEDULE']}")
+    log(f"learning-rate schedule (first chunk: lr) over {config['NUM_CHUNKS']} chunks: "
+        f"{config['LEARNING_RATE_SCHEDULE']}")
 
-    train_ids_all = load_data.load_ids("train")
-    labels_all = load_data.load_solutions()
-    if len(labels_all) != len(train_ids_all):
-        raise load_data.DataError(f"{load_data.solutions_train_path()}: {len(labels_all)} label rows but "
-                                  f"{len(train_ids_all)} IDs in {load_data.ids_path('train')}")
-    train_idx, valid_idx = load_data.train_valid_split(len(train_ids_all))
-    valid_idx = valid_idx[:args.max_valid]
-    train_ids, train_labels = train_ids_all[train_idx], labels_all[train_idx]
-    valid_ids, valid_labels = train_ids_all[valid_idx], labels_all[valid_idx]
-    mean_baseline = rmse(np.broadcast_to(train_labels.mean(axis=0), valid_labels.shape), valid_labels)
-    log(f"{len(train_ids)} training and {len(valid_ids)} validation images; "
+    split = load_data.labelled_split()
+    valid_ids, valid_labels = split.valid_ids[:args.max_valid], split.valid_labels[:args.max_valid]
+    mean_baseline = submission.rmse(np.broadcast_to(split.train_labels.mean(axis=0), valid_labels.shape), valid_labels)
+    log(f"{len(split.train_ids)} training and {len(valid_ids)} validation images; "
         f"predicting the training mean scores validation RMSE {mean_baseline:.6f}")
 
     torch.manual_seed(config["SEED"])
@@ -406,57 +343,31 @@ def run(recipe, args, ranks=distributed.Ranks()):
         log("initialisation: standard (He / PyTorch default), not the original recipe's")
     model = model.to(device)
     log(f"{sum(p.numel() for p in model.parameters()):,} parameters")
-    optimizer = NesterovMomentum(model.parameters(), lr=learning_rate_at(config["LEARNING_RATE_SCHEDULE"], 0),
-                                 momentum=config["MOMENTUM"])
-    state = dict(next_chunk=0, next_batch=0, chunk_losses=[], losses_train=[], losses_valid=[])
-    if ckpt_path.exists() and not args.fresh:
-        state = resume(ckpt_path, config, model, optimizer)
-
-    def checkpoint(**extra):
-        if not ranks.is_main:
-            return
-        save_checkpoint(ckpt_path, dict(state, model=model.state_dict(), optimizer=optimizer.state_dict(),
-                                        config=config, seed=config["SEED"], model_name=model_name,
-                                        script=str(Path(recipe["__file__"]).resolve()), rng=rng_state(), **extra))
+    trainer = Trainer(model_name, recipe["__file__"], model, config, args, device, ranks)
+    if trainer.checkpoint_path.exists() and not args.fresh:
+        trainer.resume()
 
     valid_prepro = ra.prepro_matrices(config["PREPROCESSING"], valid_ids, "train")
     valid_views = None
-    if state["next_chunk"] < num_chunks:
+    if not trainer.finished():
         if ranks.is_main:
             log("preparing the validation views")
-            valid_views = precompute_views(valid_ids, "train", valid_prepro, args.workers)
-        stopped = train_chunks(model, optimizer, config, state, args, device, checkpoint,
-                               train_ids, train_labels, valid_views, valid_labels, mean_baseline, model_name, ranks)
-        if stopped:
+            valid_views = ra.identity_views(valid_ids, "train", valid_prepro, args.workers)
+        chunks = trainer.chunk_source(split.train_ids, split.train_labels)
+        if trainer.train_to_end(chunks, valid_views, valid_labels, mean_baseline) == "stopped":
             return
     if not ranks.is_main:
         return
 
     log("final predictions")
     if valid_views is None:
-        valid_views = precompute_views(valid_ids, "train", valid_prepro, args.workers)
+        valid_views = ra.identity_views(valid_ids, "train", valid_prepro, args.workers)
     valid_predictions = np.clip(predict(model, valid_views, device), 0.0, 1.0)
-    valid_rmse = rmse(valid_predictions, valid_labels)
+    valid_rmse = submission.rmse(valid_predictions, valid_labels)
     log(f"final validation RMSE {valid_rmse:.6f} (training-mean baseline {mean_baseline:.6f})")
-    checkpoint(valid_ids=torch.from_numpy(np.asarray(valid_ids)), valid_predictions=torch.from_numpy(valid_predictions),
-               valid_rmse=valid_rmse)
+    trainer.save(valid_ids=torch.from_numpy(np.asarray(valid_ids)),
+                 valid_predictions=torch.from_numpy(valid_predictions), valid_rmse=valid_rmse)
     write_test_predictions(model, config, device, args.workers, model_name)
-
-
-def resume(path, config, model, optimizer):
-    """Restore model, optimiser and RNG from a checkpoint made with the same config; returns the loop state."""
-    saved = load_checkpoint(path)
-    if saved["config"] != config:
-        differing = sorted(k for k in set(config) | set(saved["config"]) if saved["config"].get(k) != config.get(k))
-        raise load_data.DataError(f"{path}: checkpoint was made with other settings ({', '.join(differing)}: "
-                                  f"{[saved['config'].get(k) for k in differing]} now {[config.get(k) for k in differing]}); "
-                                  "use the same options, or --fresh to start over")
-    model.load_state_dict(saved["model"])
-    optimizer.load_state_dict(saved["optimizer"])
-    set_rng_state(saved["rng"])
-    state = {key: saved[key] for key in ("next_chunk", "next_batch", "chunk_losses", "losses_train", "losses_valid")}
-    log(f"resuming from {path} at chunk {state['next_chunk'] + 1}, batch {state['next_batch'] + 1}")
-    return state
 
 
 class LoadedChunk:
@@ -482,8 +393,6 @@ class PlannedChunk:
         self.index, self.plan, self.cache, self.labels = index, plan, cache, labels
 
     def batch(self, b, size):
-        import torch_augmentation as ta
-
         rows = slice(b * size, (b + 1) * size)
         positions = torch.from_numpy(self.plan.positions[rows]).to(self.cache.device)
         views = self.cache.views(positions, self.plan.matrices[rows])
@@ -493,110 +402,147 @@ class PlannedChunk:
 
 def planned_chunks(random_chunks, device):
     """PlannedChunk for each chunk of random_chunks (a RandomChunks, not iterated), images cached on device."""
-    import torch_augmentation as ta
-
     cache = ta.DeviceImageCache.from_ids(random_chunks.galaxy_ids, random_chunks.subset, device)
     labels = torch.from_numpy(random_chunks.labels).to(device)
     for k in range(random_chunks.start_chunk, random_chunks.num_chunks):
         yield PlannedChunk(k, random_chunks.plan(k), cache, labels)
 
 
-def training_chunks(config, args, ranks, device, train_ids, train_labels, start_chunk):
-    """This rank's share of every chunk from start_chunk on, each with .index and .batch(b, size)."""
+class Trainer:
+    """One model's way through its schedule: the model and its optimiser, the run's config, options, device and
+    ranks, and `state`, the position reached and the losses so far, which every checkpoint records:
+    next_chunk and next_batch (where training goes on), chunk_losses (the minibatch MSEs of the chunk in
+    progress), losses_train (RMSE per finished chunk), losses_valid ((chunks done, RMSE) per validation)."""
 
-    share = None
-    if ranks.active:
-        share = distributed.batch_share(config["CHUNK_SIZE"], config["BATCH_SIZE"], ranks)
-    chunks = ra.RandomChunks(train_ids, train_labels, subset="train", chunk_size=config["CHUNK_SIZE"],
-                             num_chunks=config["NUM_CHUNKS"], seed=config["SEED"],
-                             augmentation=config["AUGMENTATION"], prepro=ra.prepro_matrices(config["PREPROCESSING"], train_ids, "train"),
-                             start_chunk=start_chunk, num_workers=args.workers, select=share)
-    if args.data_on_device:
-        log(f"holding {len(train_ids)} training images on {device}")
-        return planned_chunks(chunks, device)
-    return (LoadedChunk(chunk, device) for chunk in chunks)
+    def __init__(self, model_name, script, model, config, args, device, ranks):
+        self.model_name, self.script, self.model = model_name, str(Path(script).resolve()), model
+        self.config, self.args, self.device, self.ranks = config, args, device, ranks
+        self.optimizer = NesterovMomentum(model.parameters(), momentum=config["MOMENTUM"],
+                                          lr=learning_rate_at(config["LEARNING_RATE_SCHEDULE"], 0))
+        self.checkpoint_path = checkpoints.checkpoint_path(model_name)
+        self.state = dict(next_chunk=0, next_batch=0, chunk_losses=[], losses_train=[], losses_valid=[])
 
+    def finished(self):
+        return self.state["next_chunk"] >= self.config["NUM_CHUNKS"]
 
-def wrap_for_ranks(model, device, ranks):
-    """The model to train with: DistributedDataParallel around `model` for several ranks, else `model`."""
-    if not ranks.active:
-        return model
-    from torch.nn.parallel import DistributedDataParallel
+    def resume(self):
+        """Restore model, optimiser, RNG and state from the checkpoint, which must have been made with the same
+        config."""
+        path, config = self.checkpoint_path, self.config
+        saved = checkpoints.load_checkpoint(path)
+        if saved["config"] != config:
+            differing = sorted(k for k in set(config) | set(saved["config"]) if saved["config"].get(k) != config.get(k))
+            raise load_data.DataError(f"{path}: checkpoint was made with other settings ({', '.join(differing)}: "
+                                      f"{[saved['config'].get(k) for k in differing]} now "
+                                      f"{[config.get(k) for k in differing]}); use the same options, or --fresh to "
+                                      "start over")
+        self.model.load_state_dict(saved["model"])
+        self.optimizer.load_state_dict(saved["optimizer"])
+        set_rng_state(saved["rng"])
+        self.state = {key: saved[key] for key in LOOP_STATE_KEYS}
+        log(f"resuming from {path} at chunk {self.state['next_chunk'] + 1}, batch {self.state['next_batch'] + 1}")
 
-    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    def save(self, **extra):
+        """Write the checkpoint (rank 0 only): the state, the model, the optimiser, the RNG, and `extra`."""
+        if not self.ranks.is_main:
+            return
+        checkpoints.save_checkpoint(self.checkpoint_path, dict(
+            self.state, model=self.model.state_dict(), optimizer=self.optimizer.state_dict(), config=self.config,
+            seed=self.config["SEED"], model_name=self.model_name, script=self.script, rng=rng_state(), **extra))
 
+    def chunk_source(self, train_ids, train_labels):
+        """This rank's share of every chunk from state's next_chunk on, each with .index and .batch(b, size)."""
+        config, ranks = self.config, self.ranks
+        share = distributed.batch_share(config["CHUNK_SIZE"], config["BATCH_SIZE"], ranks) if ranks.active else None
+        chunks = ra.RandomChunks(train_ids, train_labels, subset="train", chunk_size=config["CHUNK_SIZE"],
+                                 num_chunks=config["NUM_CHUNKS"], seed=config["SEED"],
+                                 augmentation=config["AUGMENTATION"],
+                                 prepro=ra.prepro_matrices(config["PREPROCESSING"], train_ids, "train"),
+                                 start_chunk=self.state["next_chunk"], num_workers=self.args.workers, select=share)
+        if self.args.data_on_device:
+            log(f"holding {len(train_ids)} training images on {self.device}")
+            return planned_chunks(chunks, self.device)
+        return (LoadedChunk(chunk, self.device) for chunk in chunks)
 
-def train_chunks(model, optimizer, config, state, args, device, checkpoint,
-                 train_ids, train_labels, valid_views, valid_labels, mean_baseline, model_name, ranks):
-    """Train from state's position to the end of the schedule, updating `state` in place.
-    Returns True when stopped by a signal (after saving), False when all chunks are done."""
-    num_chunks, batch_size, chunk_size = config["NUM_CHUNKS"], config["BATCH_SIZE"], config["CHUNK_SIZE"]
-    batches_per_chunk = chunk_size // batch_size
-    rank_batch_size = batch_size // ranks.world_size
-    max_norm = getattr(model, "max_norm", None) is not None
-    chunks = training_chunks(config, args, ranks, device, train_ids, train_labels, state["next_chunk"])
-    trained = wrap_for_ranks(model, device, ranks)
-    remaining = (num_chunks - state["next_chunk"]) * batches_per_chunk - state["next_batch"]
-    model.train()
-    with StopRequest() as stop, tqdm(total=remaining * batch_size, unit="img", unit_scale=True, dynamic_ncols=True,
-                                     mininterval=1.0, disable=not ranks.is_main) as bar:
-        for chunk in chunks:
-            k = chunk.index
-            lr = learning_rate_at(config["LEARNING_RATE_SCHEDULE"], k)
-            optimizer.set_lr(lr)
-            normalise = k >= config["NUM_CHUNKS_NONORM"]
-            start_time, first_batch = time.time(), state["next_batch"]
-            for b in range(first_batch, batches_per_chunk):
-                if ranks.active:
-                    torch.manual_seed(distributed.seed_for(config["SEED"], ranks.rank, k, b))
-                views, labels = chunk.batch(b, rank_batch_size)
-                with autocast_context(device, args.amp):
-                    loss = train_batch(trained, optimizer, views, labels, normalise)
-                loss, stop_now = distributed.mean_and_any(loss, stop.requested, ranks, device)
-                state["chunk_losses"].append(loss)
-                if max_norm and (b + 1) % MAX_NORM_EVERY == 0:
-                    model.apply_max_norm()
-                state["next_batch"] = b + 1
-                bar.update(batch_size)
-                if stop_now and b + 1 < batches_per_chunk:
-                    checkpoint()
-                    log_stopped(k, b + 1, batches_per_chunk)
-                    distributed.barrier(ranks)
-                    return True
+    def trained_module(self):
+        """The module to train with: DistributedDataParallel around the model for several ranks, else the model."""
+        if not self.ranks.active:
+            return self.model
+        device_ids = [self.device.index] if self.device.type == "cuda" else None
+        return torch.nn.parallel.DistributedDataParallel(self.model, device_ids=device_ids)
 
-            speed = (batches_per_chunk - first_batch) * batch_size / (time.time() - start_time)
-            state["losses_train"].append(math.sqrt(np.mean(state["chunk_losses"])))
-            state.update(next_chunk=k + 1, next_batch=0, chunk_losses=[])
-            log(f"chunk {k + 1}/{num_chunks}  lr {lr:g}  train RMSE {state['losses_train'][-1]:.6f}  "
-                f"{speed:.1f} img/s{'' if normalise else '  (no output normalisation)'}")
-            if (k + 1) % config["VALIDATE_EVERY"] == 0 or k + 1 == num_chunks:
-                if ranks.is_main:
-                    valid_rmse = rmse(predict(model, valid_views, device), valid_labels)
-                    state["losses_valid"].append((k + 1, valid_rmse))
-                    log(f"  validation RMSE {valid_rmse:.6f}  (predicting the training mean: {mean_baseline:.6f})")
-                    checkpoint()
-                    save_learning_curve(learning_curve_path(model_name), state["losses_train"],
-                                        state["losses_valid"], mean_baseline)
-                distributed.barrier(ranks)
-            if distributed.mean_and_any(0.0, stop.requested, ranks, device)[1] and k + 1 < num_chunks:
-                checkpoint()
-                log_stopped(k + 1, 0, batches_per_chunk)
-                distributed.barrier(ranks)
-                return True
-    return False
+    def train_to_end(self, chunks, valid_views, valid_labels, mean_baseline):
+        """Train on `chunks` (from chunk_source) to the end of the schedule, validating every VALIDATE_EVERY
+        chunks against valid_views (N, 2, 3, 69, 69) and valid_labels (N, 37). Returns "stopped" when a signal
+        stopped it (after saving), "done" when every chunk is trained."""
+        config, state, ranks, device = self.config, self.state, self.ranks, self.device
+        num_chunks, batch_size = config["NUM_CHUNKS"], config["BATCH_SIZE"]
+        batches_per_chunk = config["CHUNK_SIZE"] // batch_size
+        rank_batch_size = batch_size // ranks.world_size
+        max_norm = getattr(self.model, "max_norm", None) is not None
+        trained = self.trained_module()
+        remaining = (num_chunks - state["next_chunk"]) * batches_per_chunk - state["next_batch"]
+        self.model.train()
+        with StopRequest() as stop, tqdm(total=remaining * batch_size, unit="img", unit_scale=True,
+                                         dynamic_ncols=True, mininterval=1.0, disable=not ranks.is_main) as bar:
+            for chunk in chunks:
+                k = chunk.index
+                lr = learning_rate_at(config["LEARNING_RATE_SCHEDULE"], k)
+                self.optimizer.set_lr(lr)
+                normalise = k >= config["NUM_CHUNKS_NONORM"]
+                start_time, first_batch = time.time(), state["next_batch"]
+                for b in range(first_batch, batches_per_chunk):
+                    if ranks.active:
+                        torch.manual_seed(distributed.seed_for(config["SEED"], ranks.rank, k, b))
+                    views, labels = chunk.batch(b, rank_batch_size)
+                    with autocast_context(device, self.args.amp):
+                        loss = train_batch(trained, self.optimizer, views, labels, normalise)
+                    loss, stop_now = distributed.mean_and_any(loss, stop.requested, ranks, device)
+                    state["chunk_losses"].append(loss)
+                    if max_norm and (b + 1) % MAX_NORM_EVERY == 0:
+                        self.model.apply_max_norm()
+                    state["next_batch"] = b + 1
+                    bar.update(batch_size)
+                    if stop_now and b + 1 < batches_per_chunk:
+                        return self.stop(k, b + 1, batches_per_chunk)
 
+                speed = (batches_per_chunk - first_batch) * batch_size / (time.time() - start_time)
+                state["losses_train"].append(math.sqrt(np.mean(state["chunk_losses"])))
+                state.update(next_chunk=k + 1, next_batch=0, chunk_losses=[])
+                log(f"chunk {k + 1}/{num_chunks}  lr {lr:g}  train RMSE {state['losses_train'][-1]:.6f}  "
+                    f"{speed:.1f} img/s{'' if normalise else '  (no output normalisation)'}")
+                if (k + 1) % config["VALIDATE_EVERY"] == 0 or k + 1 == num_chunks:
+                    self.validate(valid_views, valid_labels, mean_baseline)
+                if distributed.mean_and_any(0.0, stop.requested, ranks, device)[1] and k + 1 < num_chunks:
+                    return self.stop(k + 1, 0, batches_per_chunk)
+        return "done"
 
-def log_stopped(chunk, batch, batches_per_chunk):
-    log(f"stopped after chunk {chunk + (batch == 0)}, batch {batch}/{batches_per_chunk}; checkpoint saved. "
-        f"Run the same command again to resume: {' '.join([Path(sys.argv[0]).name] + sys.argv[1:])}")
+    def validate(self, valid_views, valid_labels, mean_baseline):
+        """Rank 0 scores the validation views, saves the checkpoint and draws the learning curve; the other
+        ranks wait."""
+        if self.ranks.is_main:
+            state = self.state
+            valid_rmse = submission.rmse(predict(self.model, valid_views, self.device), valid_labels)
+            state["losses_valid"].append((state["next_chunk"], valid_rmse))
+            log(f"  validation RMSE {valid_rmse:.6f}  (predicting the training mean: {mean_baseline:.6f})")
+            self.save()
+            save_learning_curve(learning_curve_path(self.model_name), state["losses_train"], state["losses_valid"],
+                                mean_baseline)
+        distributed.barrier(self.ranks)
+
+    def stop(self, chunk, batch, batches_per_chunk):
+        """Save the state reached (chunk and batch within it) and say how to resume; returns "stopped"."""
+        self.save()
+        log(f"stopped after chunk {chunk + (batch == 0)}, batch {batch}/{batches_per_chunk}; checkpoint saved. "
+            f"Run the same command again to resume: {' '.join([Path(sys.argv[0]).name] + sys.argv[1:])}")
+        distributed.barrier(self.ranks)
+        return "stopped"
 
 
 def write_test_predictions(model, config, device, workers, model_name):
     """Predict every test image (no augmentation) and write predictions/final/<model>.csv.gz."""
-    import submission
-
     test_ids = load_data.load_ids("test")
-    views = precompute_views(test_ids, "test", ra.prepro_matrices(config["PREPROCESSING"], test_ids, "test"), workers)
+    views = ra.identity_views(test_ids, "test", ra.prepro_matrices(config["PREPROCESSING"], test_ids, "test"), workers)
     predictions = np.clip(predict(model, views, device), 0.0, 1.0)
     path = load_data.predictions_dir() / f"{model_name}.csv.gz"
     submission.write_submission(path, test_ids, predictions)

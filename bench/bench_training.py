@@ -17,6 +17,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import checkpoints  # noqa: E402
 import convnet  # noqa: E402
 import decision_tree  # noqa: E402
 import train  # noqa: E402
@@ -112,7 +113,7 @@ def main(argv=None):
         rows += [run_variant(label, cpu, args, threads, **kwargs)
                  for label, threads, kwargs in cpu_variants(not args.no_compile)]
     if args.device.startswith("cuda") or (args.device == "auto" and torch.cuda.is_available()):
-        device = train.pick_device(args.device if args.device != "auto" else "cuda")
+        device = checkpoints.pick_device(args.device if args.device != "auto" else "cuda")
         name = torch.cuda.get_device_name(device)
         rows.append(run_variant(f"CUDA fp32 ({name})", device, args))
         rows.append(run_variant(f"CUDA fp32 channels_last ({name})", device, args, channels_last=True))

@@ -8,6 +8,7 @@ from scipy.optimize import check_grad
 import blend_predictions
 import decision_tree
 import load_data
+import submission
 from test_submission import make_label_root
 
 NOISE_LEVELS = (0.05, 0.08, 0.12)  # independent noise per model, so a mix beats each one
@@ -29,7 +30,7 @@ def noisy_copies(labels, seed):
 
 def write_models(root):
     """Valid and test predictions of three models; returns (names, valid stack (3, N_valid, 37), test stack)."""
-    labels = blend_predictions.validation_labels()
+    labels = load_data.labelled_split().valid_labels.astype(np.float64)
     test_labels = np.random.default_rng(5).uniform(0, 1, (len(load_data.load_ids("test")), 37))
     names = [f"model_{level}" for level in NOISE_LEVELS]
     valid, test = noisy_copies(labels, seed=1), noisy_copies(test_labels, seed=2)
@@ -57,20 +58,20 @@ def test_analytic_gradient_matches_finite_differences(per_column):
 
 def test_fitted_blends_beat_every_single_model_and_are_applied_to_the_test_set(blend_root, capsys):
     names, valid, test = write_models(blend_root)
-    labels = blend_predictions.validation_labels()
+    labels = load_data.labelled_split().valid_labels.astype(np.float64)
     assert blend_predictions.main(["--root", str(blend_root)]) == 0
     out = capsys.readouterr().out
     assert all(name in out for name in names) and "per_column" in out
 
-    single = [blend_predictions.rmse(v, labels) for v in valid]
+    single = [submission.rmse(v, labels) for v in valid]
     per_model = blend_predictions.fit_weights(valid, labels, per_column=False)
     per_column = blend_predictions.fit_weights(valid, labels, per_column=True)
     assert per_model.shape == (3,) and per_column.shape == (3, 37)
     for weights in (per_model, per_column):
         assert (weights >= 0).all()
         np.testing.assert_allclose(weights.sum(axis=0), 1.0, atol=1e-12)
-    per_model_rmse = blend_predictions.rmse(blend_predictions.blend(valid, per_model), labels)
-    per_column_rmse = blend_predictions.rmse(blend_predictions.blend(valid, per_column), labels)
+    per_model_rmse = submission.rmse(blend_predictions.blend(valid, per_model), labels)
+    per_column_rmse = submission.rmse(blend_predictions.blend(valid, per_column), labels)
     assert per_model_rmse < min(single)
     assert per_column_rmse <= per_model_rmse + 1e-9
     assert np.argmax(per_model) == 0  # the least noisy model weighs most

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 import torch
 
+import checkpoints
 import distributed
 import load_data
 import predict_augmented_npy
@@ -91,7 +92,7 @@ def setting(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("GALAXY_RAM_DIR", str(folder / "ram"))
         patch.delenv("GALAXY_ROOT", raising=False)
-        recipe = vars(train.import_try_script(MODEL_NAME, script))
+        recipe = vars(checkpoints.import_try_script(MODEL_NAME, script))
         single = run_and_load(recipe, root, "--fresh")
         yield dict(root=root, script=script, recipe=recipe, single=single)
     load_data.set_root(None)
@@ -104,7 +105,7 @@ def run_and_load(recipe, root, *options):
 
 def load_checkpoint(root):
     load_data.set_root(root)
-    return train.load_checkpoint(train.checkpoint_path(MODEL_NAME))
+    return checkpoints.load_checkpoint(checkpoints.checkpoint_path(MODEL_NAME))
 
 
 def largest_parameter_difference(first, second):

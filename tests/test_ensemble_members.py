@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import checkpoints
 import decision_tree
 import source_params
 import train
@@ -53,7 +54,7 @@ def hand_counts():
 
 
 def load(script):
-    return train.import_try_script(script.stem, script)
+    return checkpoints.import_try_script(script.stem, script)
 
 
 def build_on_meta(module):

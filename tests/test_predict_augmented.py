@@ -6,9 +6,9 @@ import pytest
 import torch
 from PIL import Image
 
+import checkpoints
 import decision_tree
 import load_data
-import train
 from test_submission import make_label_root
 
 ra = pytest.importorskip("realtime_augmentation")
@@ -143,11 +143,11 @@ def test_end_to_end_on_a_tiny_root(tmp_path, monkeypatch, capsys):
     model = StandInModel(seed=1)
     loaded = []
 
-    def load_stand_in(name, device="cpu", root=None):
+    def load_stand_in(name, device="cpu"):
         loaded.append(name)
         return model, {"PREPROCESSING": None}
 
-    monkeypatch.setattr(train, "load_trained", load_stand_in)
+    monkeypatch.setattr(checkpoints, "load_trained", load_stand_in)
     try:
         assert predict_augmented_npy.main(["stand_in", "--root", str(root), "--num-transforms", "3",
                                            "--device", "cpu", "--batch-size", "4", "--workers", "1"]) == 0
@@ -193,7 +193,7 @@ def build_model():
 
 
 def test_end_to_end_from_a_saved_checkpoint(tmp_path, monkeypatch):
-    """The checkpoint format of train.py (model, config, script) loaded by train.load_trained."""
+    """The checkpoint format of train.py (model, config, script) loaded by checkpoints.load_trained."""
     import convnet
 
     root = make_image_root(tmp_path / "root", num_train=10, num_test=2)
@@ -204,7 +204,7 @@ def test_end_to_end_from_a_saved_checkpoint(tmp_path, monkeypatch):
     model = convnet.GalaxyConvNet(num_filters=(4, 4, 4, 4), dense_units=16)
     load_data.set_root(root)
     try:
-        train.save_checkpoint(train.checkpoint_path(script.stem), dict(model=model.state_dict(), script=str(script),
+        checkpoints.save_checkpoint(checkpoints.checkpoint_path(script.stem), dict(model=model.state_dict(), script=str(script),
                                                                       config={"PREPROCESSING": None}))
         assert predict_augmented_npy.main([script.stem, "--root", str(root), "--num-transforms", "2",
                                            "--device", "cpu", "--workers", "1"]) == 0

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+import checkpoints
 import convnet
 import decision_tree
 import load_data
@@ -100,13 +101,13 @@ def recipe(tmp_path):
     """The small model's try script, written to tmp_path and imported; returns its globals."""
     script = tmp_path / f"{MODEL_NAME}.py"
     script.write_text(RECIPE_SOURCE)
-    return vars(train.import_try_script(MODEL_NAME, script))
+    return vars(checkpoints.import_try_script(MODEL_NAME, script))
 
 
 def run_training(recipe, root, *options):
     train.main(recipe, ["--root", str(root), *SHORT_RUN, *options])
     load_data.set_root(root)
-    return train.load_checkpoint(train.checkpoint_path(MODEL_NAME))
+    return checkpoints.load_checkpoint(checkpoints.checkpoint_path(MODEL_NAME))
 
 
 def test_nesterov_update_follows_the_formula_across_a_learning_rate_change():
@@ -157,7 +158,7 @@ def test_interrupted_run_resumes_to_the_same_parameters(isolated, recipe, monkey
     assert tuple(rows[0]) == decision_tree.CSV_HEADER
     assert [int(r[0]) for r in rows[1:]] == list(np.load(root / "data" / "test_ids.npy"))
     assert np.isfinite(uninterrupted["valid_rmse"]) and len(uninterrupted["losses_train"]) == 3
-    torch.load(train.checkpoint_path(MODEL_NAME), weights_only=True)
+    torch.load(checkpoints.checkpoint_path(MODEL_NAME), weights_only=True)
 
     # Stop by SIGTERM in the middle of chunk 2 (after its first batch), then run the same command again.
     real_train_batch, calls = train.train_batch, []
@@ -180,7 +181,7 @@ def test_interrupted_run_resumes_to_the_same_parameters(isolated, recipe, monkey
         assert torch.equal(resumed["model"][name], tensor), name
     assert resumed["losses_train"] == uninterrupted["losses_train"]
 
-    model, config = train.load_trained(MODEL_NAME, root=root)
+    model, config = checkpoints.load_trained(MODEL_NAME)
     assert not model.training and config["NUM_CHUNKS"] == 3 and config["PREPROCESSING"] is None
 
 
@@ -189,7 +190,7 @@ def test_sigterm_to_the_script_saves_and_a_rerun_finishes_like_an_uninterrupted_
     root = make_tiny_root(isolated / "root", num_train=20, num_test=2)
     options = ["--root", str(root), "--num-chunks", "12", "--validate-every", "6", "--workers", "1"]
     train.main(recipe, options)
-    uninterrupted = train.load_checkpoint(train.checkpoint_path(MODEL_NAME))
+    uninterrupted = checkpoints.load_checkpoint(checkpoints.checkpoint_path(MODEL_NAME))
 
     env = dict(os.environ, PYTHONPATH=str(Path(train.__file__).parent))
     script = Path(recipe["__file__"])
@@ -202,11 +203,11 @@ def test_sigterm_to_the_script_saves_and_a_rerun_finishes_like_an_uninterrupted_
         output = process.stdout.read()
         assert process.wait(timeout=60) == 0
     assert "stopped after chunk" in output
-    stopped = train.load_checkpoint(train.checkpoint_path(MODEL_NAME))
+    stopped = checkpoints.load_checkpoint(checkpoints.checkpoint_path(MODEL_NAME))
     assert 1 <= stopped["next_chunk"] < 12
 
     train.main(recipe, options)
-    resumed = train.load_checkpoint(train.checkpoint_path(MODEL_NAME))
+    resumed = checkpoints.load_checkpoint(checkpoints.checkpoint_path(MODEL_NAME))
     for name, tensor in uninterrupted["model"].items():
         assert torch.equal(resumed["model"][name], tensor), name
 
@@ -218,7 +219,7 @@ def test_training_loop_enforces_max_norm(isolated, tmp_path):
     source = RECIPE_SOURCE.replace("dense_units=16)", f"dense_units=16, max_norm={limits})")
     script = tmp_path / f"{MODEL_NAME}.py"
     script.write_text(source)
-    recipe = vars(train.import_try_script(MODEL_NAME, script))
+    recipe = vars(checkpoints.import_try_script(MODEL_NAME, script))
     root = make_tiny_root(isolated / "root", num_train=20, num_test=2)
     state = run_training(recipe, root, "--chunk-size", str(10 * recipe["BATCH_SIZE"]))
     model = recipe["build_model"]()
@@ -264,7 +265,7 @@ def test_smoke_on_the_real_sample(isolated, recipe, real_sample):
     np.save(root / "data" / "solutions_train.npy", labels)
 
     train.main(recipe, ["--root", str(root), "--num-chunks", "2", "--workers", "1", "--max-valid", "8"])
-    state = train.load_checkpoint(train.checkpoint_path(MODEL_NAME))
+    state = checkpoints.load_checkpoint(checkpoints.checkpoint_path(MODEL_NAME))
     assert len(state["losses_train"]) == 2 and np.isfinite(state["valid_rmse"])
     assert state["valid_predictions"].shape == (8, decision_tree.NUM_OUTPUTS)
     assert (load_data.predictions_dir() / f"{MODEL_NAME}.csv.gz").exists()

@@ -1,0 +1,79 @@
+"""Trained models on disk, and running them: checkpoint files, try_*.py scripts, the device, the forward pass.
+
+Training (train.py) writes analysis/final/<model>.pt; prediction (predict_augmented_npy.py) and the demo read it
+back through load_trained() without importing the training loop.
+"""
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import load_data
+
+HERE = Path(__file__).resolve().parent
+
+
+def pick_device(name):
+    """torch.device for a --device value: cpu, cuda, cuda:N, or auto (cuda when available)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: CUDA is not available on this machine")
+    return device
+
+
+def checkpoint_path(model_name):
+    """analysis/final/<model_name>.pt."""
+    return load_data.analysis_dir() / f"{model_name}.pt"
+
+
+def save_checkpoint(path, state):
+    """torch.save(state), atomically."""
+    with load_data.atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_checkpoint(path):
+    """The dict a checkpoint holds (tensors on the CPU); DataError when the file cannot be read."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several unrelated types for damaged files
+        raise load_data.DataError(f"{path}: cannot read checkpoint: {exc}") from None
+
+
+def import_try_script(model_name, fallback_path=None):
+    """Import a try_*.py module by its stem: from the project folder, else from fallback_path."""
+    path = HERE / f"{model_name}.py"
+    if not path.exists() and fallback_path is not None:
+        path = Path(fallback_path)
+    if not path.exists():
+        raise load_data.DataError(f"{HERE / (model_name + '.py')}: no such model script")
+    spec = importlib.util.spec_from_file_location(model_name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def load_trained(model_name, device="cpu"):
+    """The trained model of analysis/final/<model_name>.pt in eval mode, and its config dict."""
+    path = checkpoint_path(model_name)
+    if not path.exists():
+        raise load_data.DataError(f"{path}: no checkpoint; train the model with {model_name}.py first")
+    state = load_checkpoint(path)
+    model = import_try_script(model_name, state.get("script")).build_model()
+    model.load_state_dict(state["model"])
+    return model.to(device).eval(), state["config"]
+
+
+@torch.no_grad()
+def forward_batched(model, inputs, device, batch_size):
+    """The model's outputs with dropout off for every input: inputs (N, ...) numpy float32 -> (N, 37) float32
+    numpy, batch_size inputs per forward pass. The model's train/eval mode is restored afterwards."""
+    was_training = model.training
+    model.eval()
+    flat = torch.from_numpy(np.ascontiguousarray(inputs))
+    outputs = [model(flat[i:i + batch_size].to(device)).float().cpu() for i in range(0, len(flat), batch_size)]
+    model.train(was_training)
+    return torch.cat(outputs).numpy()
