@@ -1,4 +1,5 @@
-"""Process pools that always shut down.
+"""Every thread and process lifetime rule of the project: process pools that always shut down, and a prefetcher
+that builds the next item in the background while the current one is used.
 
 multiprocessing.Pool leaves through terminate(), which kills its workers; a worker killed while it sends a
 result dies holding the result pipe's lock, and the pool then waits on that lock for ever (CPython issue
@@ -6,9 +7,16 @@ result dies holding the result pipe's lock, and the pool then waits on that lock
 therefore a concurrent.futures.ProcessPoolExecutor left through process_pool(): the tasks not yet started
 are cancelled, the running ones finish, and no process is killed.
 """
+import concurrent.futures
 import contextlib
 import multiprocessing
+import os
+import queue
+import signal
+import threading
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+
+import numpy as np
 
 
 @contextlib.contextmanager
@@ -30,3 +38,107 @@ def imap_unordered(executor, function, tasks):
         done, pending = wait(pending, return_when=FIRST_EXCEPTION)
         for future in done:
             yield future.result()
+
+
+def default_num_workers():
+    """Background processes for the prefetcher when the caller names none: the cores, at most 4."""
+    return min(os.cpu_count() or 1, 4)
+
+
+def split(count, num_pieces):
+    """Slices cutting range(count) into at most num_pieces nearly equal pieces."""
+    bounds = np.linspace(0, count, min(count, max(num_pieces, 1)) + 1).round().astype(int)
+    return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def _start_method():
+    """forkserver where available: workers start from a clean process, not a fork of one running threads."""
+    return "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+
+
+def _prefetch_worker_init(initializer, initargs):
+    """A prefetcher worker leaves Ctrl-C to its parent, which stops the pool in order, then runs the caller's
+    set-up."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if initializer is not None:
+        initializer(*initargs)
+
+
+class _Stopped(Exception):
+    """The consumer went away; the producer thread ends."""
+
+
+class Prefetcher:
+    """Builds items one ahead in a background thread: `build(key, run_all)` makes the item for `key`, where
+    run_all(tasks) returns [task_function(t) for t in tasks], computed in a pool of num_workers processes (each set up
+    by initializer(*initargs)), or in this process, as it is, when num_workers is 0. Use as a context manager; `get()`
+    returns the items in the order of `keys` and re-raises the producer's exceptions. On leaving, the producer
+    stops at its next task and the pool shuts down as process_pool does."""
+
+    POLL_SECONDS = 0.2
+
+    def __init__(self, keys, build, task_function, num_workers, initializer=None, initargs=()):
+        self.keys, self.build, self.task_function, self.num_workers = list(keys), build, task_function, num_workers
+        self.initializer, self.initargs = initializer, initargs
+        self.stop = threading.Event()
+        self.requests, self.results = queue.Queue(), queue.Queue()
+        self.exits = contextlib.ExitStack()
+        self.pool = None
+        self.thread = threading.Thread(target=self._produce, daemon=True)
+
+    def __enter__(self):
+        if self.num_workers > 0:
+            self.pool = self.exits.enter_context(process_pool(
+                self.num_workers, _prefetch_worker_init, (self.initializer, self.initargs),
+                start_method=_start_method()))
+        self.thread.start()
+        if self.keys:
+            self.requests.put(True)
+        return self
+
+    def __exit__(self, *exc_info):
+        self.stop.set()
+        self.requests.put(False)
+        self.thread.join(timeout=10)
+        self.exits.close()
+
+    def get(self):
+        """The next item; asks for the one after it before returning, so it is built meanwhile."""
+        ok, value = self.results.get()
+        if not ok:
+            raise value
+        self.requests.put(True)
+        return value
+
+    def _run_all(self, tasks):
+        """The task_function results of `tasks` in order; gives up (_Stopped) as soon as the consumer has gone."""
+        if self.pool is None:
+            results = []
+            for task in tasks:
+                if self.stop.is_set():
+                    raise _Stopped()
+                results.append(self.task_function(task))
+            return results
+        futures = [self.pool.submit(self.task_function, task) for task in tasks]
+        return [self._result(future) for future in futures]
+
+    def _result(self, future):
+        """The future's result, waited for in short steps; _Stopped once the consumer has gone."""
+        while not self.stop.is_set():
+            try:
+                return future.result(timeout=self.POLL_SECONDS)
+            except concurrent.futures.TimeoutError:
+                continue
+        raise _Stopped()
+
+    def _produce(self):
+        for key in self.keys:
+            if not self.requests.get() or self.stop.is_set():
+                return
+            try:
+                self.results.put((True, self.build(key, self._run_all)))
+            except _Stopped:
+                return
+            except BaseException as exc:  # handed to the consumer, which re-raises it
+                self.results.put((False, exc))
+                return

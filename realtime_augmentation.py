@@ -11,14 +11,7 @@ that is `prepro @ augment @ view_transform`, applied with one bilinear interpola
 borders, as in the original solution. Pixel (i, j) has its centre at (j, i); the image centre is (211.5, 211.5).
 """
 import collections
-import concurrent.futures
-import contextlib
 import math
-import multiprocessing
-import os
-import queue
-import signal
-import threading
 
 import cv2
 import numpy as np
@@ -174,31 +167,6 @@ def to_float(views_uint8):
     return views_uint8.astype(np.float32) * np.float32(1 / 255)
 
 
-def warp_views(image_uint8, augment, prepro=None):
-    """image uint8 (424, 424, 3), augment (3, 3), prepro (3, 3) or None -> float32 (2, 3, 69, 69) in [0, 1]."""
-    return to_float(warp_uint8(image_uint8, view_matrices(augment, prepro)))
-
-
-def warp_views_reference(image_float, augment, prepro=None):
-    """The original's approach: skimage warp per channel per view of a float image (424, 424, 3) in [0, 1]
-    -> float32 (2, 3, 69, 69)."""
-    from skimage.transform import warp
-
-    out = np.empty((NUM_VIEWS, NUM_CHANNELS, VIEW_SIZE, VIEW_SIZE), dtype=np.float32)
-    for v, matrix in enumerate(view_matrices(augment, prepro)):
-        for c in range(NUM_CHANNELS):
-            out[v, c] = warp(image_float[..., c], matrix, output_shape=(VIEW_SIZE, VIEW_SIZE), order=1,
-                             mode="reflect")
-    return out
-
-
-def add_colour_noise(views, rng, std=COLOUR_STD):
-    """Add s * COLOUR_PCA_DIRECTION to every pixel of each image, s ~ N(0, std) drawn once per image, then clip
-    to [0, 1]. views: float32 (n, V, 3, H, W), or a list of per-view arrays (n, 3, H, W). In place; returns views."""
-    arrays = views if isinstance(views, (list, tuple)) else [views]
-    return apply_colour_noise(views, colour_noise_amounts(rng, len(arrays[0]), std))
-
-
 def colour_noise_amounts(rng, num_images, std=COLOUR_STD):
     """float32 (num_images,): one s ~ N(0, std) per image, the draws add_colour_noise makes."""
     return rng.standard_normal(num_images).astype(np.float32) * np.float32(std)
@@ -217,14 +185,13 @@ def apply_colour_noise(views, amounts):
 
 
 # ---------------------------------------------------------------------------------------------------
-# Background workers
+# Work for the background processes (parallel.Prefetcher)
 
 
 def _init_worker(root):
-    """Pool worker set-up: the parent's project root, one OpenCV thread, and Ctrl-C left to the parent."""
+    """Worker set-up: the parent's project root, and one OpenCV thread per process."""
     load_data.set_root(root)
     cv2.setNumThreads(1)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _warp_task(task):
@@ -233,96 +200,9 @@ def _warp_task(task):
     return np.stack([warp_uint8(load_data.load_image_uint8(g, subset), m) for g, m in zip(galaxy_ids, matrices)])
 
 
-def default_num_workers():
-    return min(os.cpu_count() or 1, 4)
-
-
-def _start_method():
-    """forkserver where available: workers start from a clean process, not a fork of one running threads."""
-    return "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-
-
-class _Stopped(Exception):
-    """The consumer went away; the producer thread ends."""
-
-
-class _Prefetcher:
-    """Builds items one ahead in a background thread: `build(key, warp_all)` makes the item for `key`,
-    warp_all(tasks) returning the list of _warp_task results computed in a process pool (or in this
-    process when num_workers is 0). Use as a context manager; `get()` returns the items in order of `keys`
-    and re-raises the producer's exceptions."""
-
-    POLL_SECONDS = 0.2
-
-    def __init__(self, keys, build, num_workers):
-        self.keys, self.build, self.num_workers = list(keys), build, num_workers
-        self.stop = threading.Event()
-        self.requests, self.results = queue.Queue(), queue.Queue()
-        self.exits = contextlib.ExitStack()
-        self.pool = None
-        self.thread = threading.Thread(target=self._produce, daemon=True)
-
-    def __enter__(self):
-        if self.num_workers > 0:
-            self.pool = self.exits.enter_context(parallel.process_pool(
-                self.num_workers, _init_worker, (str(load_data.root()),), start_method=_start_method()))
-        self.thread.start()
-        if self.keys:
-            self.requests.put(True)
-        return self
-
-    def __exit__(self, *exc_info):
-        self.stop.set()
-        self.requests.put(False)
-        self.thread.join(timeout=10)
-        self.exits.close()
-
-    def get(self):
-        """The next item; asks for the one after it before returning, so it is built meanwhile."""
-        ok, value = self.results.get()
-        if not ok:
-            raise value
-        self.requests.put(True)
-        return value
-
-    def _warp_all(self, tasks):
-        """The _warp_task results of `tasks` in order; gives up (_Stopped) as soon as the consumer has gone."""
-        if self.pool is None:
-            results = []
-            for task in tasks:
-                if self.stop.is_set():
-                    raise _Stopped()
-                results.append(_warp_task(task))
-            return results
-        futures = [self.pool.submit(_warp_task, task) for task in tasks]
-        return [self._result(future) for future in futures]
-
-    def _result(self, future):
-        """The future's result, waited for in short steps; _Stopped once the consumer has gone."""
-        while not self.stop.is_set():
-            try:
-                return future.result(timeout=self.POLL_SECONDS)
-            except concurrent.futures.TimeoutError:
-                continue
-        raise _Stopped()
-
-    def _produce(self):
-        for key in self.keys:
-            if not self.requests.get() or self.stop.is_set():
-                return
-            try:
-                self.results.put((True, self.build(key, self._warp_all)))
-            except _Stopped:
-                return
-            except BaseException as exc:  # handed to the consumer, which re-raises it
-                self.results.put((False, exc))
-                return
-
-
-def _split(count, num_tasks):
-    """Slices cutting range(count) into at most num_tasks nearly equal pieces."""
-    bounds = np.linspace(0, count, min(count, max(num_tasks, 1)) + 1).round().astype(int)
-    return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
+def _warp_prefetcher(keys, build, num_workers):
+    """parallel.Prefetcher whose tasks are _warp_task, in workers reading from this process's project root."""
+    return parallel.Prefetcher(keys, build, _warp_task, num_workers, _init_worker, (str(load_data.root()),))
 
 
 def _tasks_per_chunk(num_workers):
@@ -369,7 +249,7 @@ class RandomChunks:
         self.subset, self.chunk_size, self.num_chunks, self.seed = subset, chunk_size, num_chunks, seed
         self.augmentation, self.colour_std, self.prepro = dict(augmentation), colour_std, prepro
         self.start_chunk = start_chunk
-        self.num_workers = default_num_workers() if num_workers is None else num_workers
+        self.num_workers = parallel.default_num_workers() if num_workers is None else num_workers
         self.select = None if select is None else np.asarray(select, dtype=np.int64)
 
     def __len__(self):
@@ -382,16 +262,16 @@ class RandomChunks:
         return plan if self.select is None else ChunkPlan(*(array[self.select] for array in plan))
 
     def build_chunk(self, index, warp_all):
-        """Chunk `index`, its warps done by warp_all (see _Prefetcher)."""
+        """Chunk `index`, its warps done by warp_all (see parallel.Prefetcher)."""
         positions, matrices, noise = self.plan(index)
         ids = self.galaxy_ids[positions]
-        pieces = _split(len(positions), _tasks_per_chunk(self.num_workers))
+        pieces = parallel.split(len(positions), _tasks_per_chunk(self.num_workers))
         warped = warp_all([(self.subset, ids[piece], matrices[piece]) for piece in pieces])
         views = apply_colour_noise(to_float(np.concatenate(warped)), noise)
         return Chunk(index, views, self.labels[positions], positions)
 
     def __iter__(self):
-        with _Prefetcher(range(self.start_chunk, self.num_chunks), self.build_chunk, self.num_workers) as chunks:
+        with _warp_prefetcher(range(self.start_chunk, self.num_chunks), self.build_chunk, self.num_workers) as chunks:
             for _ in range(len(self)):
                 yield chunks.get()
 
@@ -413,18 +293,18 @@ def fixed_views(galaxy_ids, subset, augments, prepro=None, images_per_chunk=None
     if prepro is not None and np.shape(prepro) != (len(galaxy_ids), 3, 3):
         raise ValueError(f"prepro must be ({len(galaxy_ids)}, 3, 3), got {np.shape(prepro)}")
     images_per_chunk = images_per_chunk or default_images_per_chunk(len(augments))
-    num_workers = default_num_workers() if num_workers is None else num_workers
+    num_workers = parallel.default_num_workers() if num_workers is None else num_workers
     starts = range(0, len(galaxy_ids), images_per_chunk)
 
     def build(start, warp_all):
         positions = np.arange(start, min(start + images_per_chunk, len(galaxy_ids)), dtype=np.int64)
         matrices = np.stack([np.stack([view_matrices(augment, None if prepro is None else prepro[p])
                                        for augment in augments]) for p in positions])
-        pieces = _split(len(positions), _tasks_per_chunk(num_workers))
+        pieces = parallel.split(len(positions), _tasks_per_chunk(num_workers))
         warped = warp_all([(subset, galaxy_ids[positions[piece]], matrices[piece]) for piece in pieces])
         return positions, to_float(np.concatenate(warped))
 
-    with _Prefetcher(starts, build, num_workers) as chunks:
+    with _warp_prefetcher(starts, build, num_workers) as chunks:
         for _ in starts:
             yield chunks.get()
 
@@ -441,7 +321,33 @@ def identity_views(galaxy_ids, subset, prepro=None, num_workers=None):
 
 
 # ---------------------------------------------------------------------------------------------------
-# Picture
+# One image at a time, and the original's way: the pipeline runs none of these; tests, benchmarks and
+# pictures for the documentation use them to check and show what the functions above compute.
+
+
+def warp_views(image_uint8, augment, prepro=None):
+    """image uint8 (424, 424, 3), augment (3, 3), prepro (3, 3) or None -> float32 (2, 3, 69, 69) in [0, 1]."""
+    return to_float(warp_uint8(image_uint8, view_matrices(augment, prepro)))
+
+
+def warp_views_reference(image_float, augment, prepro=None):
+    """The original's approach: skimage warp per channel per view of a float image (424, 424, 3) in [0, 1]
+    -> float32 (2, 3, 69, 69)."""
+    from skimage.transform import warp
+
+    out = np.empty((NUM_VIEWS, NUM_CHANNELS, VIEW_SIZE, VIEW_SIZE), dtype=np.float32)
+    for v, matrix in enumerate(view_matrices(augment, prepro)):
+        for c in range(NUM_CHANNELS):
+            out[v, c] = warp(image_float[..., c], matrix, output_shape=(VIEW_SIZE, VIEW_SIZE), order=1,
+                             mode="reflect")
+    return out
+
+
+def add_colour_noise(views, rng, std=COLOUR_STD):
+    """Add s * COLOUR_PCA_DIRECTION to every pixel of each image, s ~ N(0, std) drawn once per image, then clip
+    to [0, 1]. views: float32 (n, V, 3, H, W), or a list of per-view arrays (n, 3, H, W). In place; returns views."""
+    arrays = views if isinstance(views, (list, tuple)) else [views]
+    return apply_colour_noise(views, colour_noise_amounts(rng, len(arrays[0]), std))
 
 
 def save_views_png(image_uint8, path, augment=None, prepro=None):

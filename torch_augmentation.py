@@ -170,12 +170,12 @@ def random_matrices(batch_size, rng, augmentation=ra.DEFAULT_AUGMENTATION, view_
     return augments[:, None] @ np.asarray(view_transforms, dtype=np.float64)[None]
 
 
-def colour_noise_amounts(batch_size, source, std=ra.COLOUR_STD, device="cpu"):
-    """float32 (B,) amounts s ~ N(0, std): drawn from a numpy Generator (the same numbers
-    realtime_augmentation.add_colour_noise draws from it) or a torch.Generator (on its device), or
-    `source` itself when it is already the (B,) amounts."""
+def colour_noise_tensor(source, batch_size, std=ra.COLOUR_STD, device="cpu"):
+    """float32 (B,) amounts s ~ N(0, std) as a tensor on `device`: drawn from a numpy Generator (the numbers
+    realtime_augmentation.colour_noise_amounts draws from it) or a torch.Generator (on its device), or `source`
+    itself when it is already the (B,) amounts."""
     if isinstance(source, np.random.Generator):
-        amounts = torch.from_numpy(source.standard_normal(batch_size).astype(np.float32) * np.float32(std))
+        amounts = torch.from_numpy(ra.colour_noise_amounts(source, batch_size, std))
     elif isinstance(source, torch.Generator):
         amounts = torch.randn(batch_size, generator=source, device=source.device) * std
     else:
@@ -189,8 +189,8 @@ def add_colour_noise_torch(views, source, std=ra.COLOUR_STD):
     """Add s * COLOUR_PCA_DIRECTION to every pixel of all views of each image and clamp to [0, 1], in place.
 
     views: float32 (B, V, 3, S, S); source: numpy Generator, torch.Generator or (B,) amounts (see
-    colour_noise_amounts). Returns `views`."""
-    amounts = colour_noise_amounts(views.shape[0], source, std, views.device)
+    colour_noise_tensor). Returns `views`."""
+    amounts = colour_noise_tensor(source, views.shape[0], std, views.device)
     direction = torch.as_tensor(ra.COLOUR_PCA_DIRECTION, dtype=torch.float32, device=views.device)
     views.add_(amounts[:, None, None, None, None] * direction[None, None, :, None, None])
     return views.clamp_(0.0, 1.0)
