@@ -159,6 +159,13 @@ def image_path(galaxy_id, subset="train"):
     return in_ram if in_ram.exists() else raw_images_dir(subset) / name
 
 
+def real_sample_dir():
+    """Where tests and benchmarks look for the slice of the real Kaggle data they use when it is present:
+    $GALAXY_REAL_SAMPLE, else ../shared/real_sample beside the project folder. The pipeline never reads it."""
+    env = os.environ.get("GALAXY_REAL_SAMPLE")
+    return Path(env) if env else Path(__file__).resolve().parent.parent / "shared" / "real_sample"
+
+
 def _check_subset(subset):
     if subset not in SUBSETS:
         raise ValueError(f"subset must be one of {SUBSETS}, got {subset!r}")
