@@ -29,6 +29,7 @@ import checkpoints
 import decision_tree
 import distributed
 import load_data
+import precision
 import realtime_augmentation as ra
 import submission
 
@@ -100,6 +101,9 @@ def predict_split_sharded(model, galaxy_ids, subset, transforms, prepro, args, d
 def run(args, ranks=distributed.Ranks()):
     device = distributed.rank_device(checkpoints.pick_device(args.device), ranks)
     distributed.start(device, ranks)
+    tf32_note = precision.set_tf32(device, args.tf32)
+    if tf32_note and ranks.is_main:
+        print(tf32_note)
     model, config = checkpoints.load_trained(args.model, device=device)
     transforms = selected_transforms(args.num_transforms)
     if ranks.is_main:
@@ -136,6 +140,7 @@ def main(argv=None):
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, or auto (cuda when available)")
     parser.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="views per forward pass")
     parser.add_argument("--workers", type=int, default=None, help="background processes preparing the views")
+    precision.add_precision_arguments(parser, amp=False)
     load_data.add_root_argument(parser)
     args = parser.parse_args(argv)
     if args.batch_size < 1:

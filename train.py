@@ -35,11 +35,10 @@ flag together with the minibatch loss after every minibatch; rank 0 then saves.
 Options for speed (the defaults are the faithful fp32 recipe): --data-on-device keeps the training images
 as uint8 on the training device (torch_augmentation.DeviceImageCache) and warps each minibatch there with
 the same per-image draws as RandomChunks (realtime_augmentation.draw_chunk_plan), instead of worker
-processes; --amp bf16 runs forward and backward under bfloat16 autocast (CUDA only). On CUDA, TF32 is
-enabled for matrix products and convolutions.
+processes; --amp bf16 runs forward and backward under bfloat16 autocast (on CUDA or the CPU); --tf32 lets
+CUDA use TF32 in matrix products and convolutions, which are strict fp32 otherwise (precision.py).
 """
 import argparse
-import contextlib
 import math
 import signal
 import sys
@@ -56,6 +55,7 @@ import checkpoints
 import distributed
 import layers
 import load_data
+import precision
 import realtime_augmentation as ra
 import source_params
 import submission
@@ -155,8 +155,7 @@ def parse_args(recipe, argv=None):
                         help="original: the recipe's initialisation (default); standard: He/PyTorch-default scaling "
                         "(layers.reinitialise_standard), which leaves the training mean within a few thousand "
                         "images where the original's was still at it after the demo's 12,000: for short CPU runs")
-    parser.add_argument("--amp", choices=("off", "bf16"), default="off",
-                        help="bf16: bfloat16 autocast for training on CUDA (default off: fp32 as the original)")
+    precision.add_precision_arguments(parser)
     load_data.add_root_argument(parser)
     args = parser.parse_args(argv)
     for name in ("num_chunks", "chunk_size", "validate_every", "batch_size", "max_valid"):
@@ -185,22 +184,6 @@ def run_config(recipe, args):
                          f"{'' if below == 0 else f'--chunk-size {below} or '}--chunk-size {above}")
     source_params.check_preprocessing(config["PREPROCESSING"])
     return config
-
-
-def enable_tf32(device):
-    """On CUDA, let matrix products and convolutions use TF32 tensor cores: fp32 range and storage with a
-    10-bit mantissa in the products, several times faster on Ampere and later GPUs, and a rounding far
-    below the noise of SGD with dropout and random augmentation."""
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-
-
-def autocast_context(device, amp):
-    """bfloat16 autocast for `--amp bf16` on CUDA; a no-op context otherwise."""
-    if amp == "bf16" and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -322,11 +305,11 @@ def run(recipe, args, ranks=distributed.Ranks()):
     device = distributed.rank_device(checkpoints.pick_device(args.device), ranks)
     LOGGING["enabled"] = ranks.is_main
     distributed.start(device, ranks)
-    enable_tf32(device)
+    tf32_note = precision.set_tf32(device, args.tf32)
+    if tf32_note:
+        log(tf32_note)
     log(f"model {model_name} on {device}{f' x {ranks.world_size} ranks' if ranks.active else ''}; "
         f"writing {checkpoints.checkpoint_path(model_name)}")
-    if args.amp == "bf16" and device.type != "cuda":
-        log("--amp bf16 applies to CUDA only; training in fp32")
     log(f"learning-rate schedule (first chunk: lr) over {config['NUM_CHUNKS']} chunks: "
         f"{config['LEARNING_RATE_SCHEDULE']}")
 
@@ -495,7 +478,7 @@ class Trainer:
                     if ranks.active:
                         torch.manual_seed(distributed.seed_for(config["SEED"], ranks.rank, k, b))
                     views, labels = chunk.batch(b, rank_batch_size)
-                    with autocast_context(device, self.args.amp):
+                    with precision.autocast_context(device, self.args.amp):
                         loss = train_batch(trained, self.optimizer, views, labels, normalise)
                     loss, stop_now = distributed.mean_and_any(loss, stop.requested, ranks, device)
                     state["chunk_losses"].append(loss)
