@@ -29,6 +29,11 @@ def checkpoint_path(model_name):
     return load_data.analysis_dir() / f"{model_name}.pt"
 
 
+def submission_path(model_name):
+    """predictions/final/<model_name>.csv.gz: the test-set submission a finished training run writes."""
+    return load_data.predictions_dir() / f"{model_name}.csv.gz"
+
+
 def save_checkpoint(path, state):
     """torch.save(state), atomically."""
     with load_data.atomic_path(path) as tmp:

@@ -18,7 +18,12 @@ import sys
 import time
 from pathlib import Path
 
+import blend_predictions
+import checkpoints
+import convert_npy_to_csv
 import load_data
+import predict_augmented_npy
+import score_predictions
 import source_params
 
 HERE = Path(__file__).resolve().parent
@@ -54,20 +59,25 @@ def parse_args():
 
 def uses_source_extraction(model):
     """Whether the try_*.py model's recipe reads the source-extraction parameters (step 3)."""
-    import checkpoints  # imports torch: only needed here
-
     return checkpoints.import_try_script(model).PREPROCESSING is not None
 
 
 def run_step(number, title, writes, command, env):
+    """Run one pipeline script as a user would; `writes`: the paths it writes, shown relative to the root."""
     print(f"\n=== Step {number}: {title}", flush=True)
-    print(f"    writes: {writes}", flush=True)
+    print(f"    writes: {', '.join(str(shown(path)) for path in writes)}", flush=True)
     print(f"    $ {' '.join(command)}", flush=True)
     start = time.time()
     result = subprocess.run([sys.executable, *command], cwd=HERE, env=env)
     if result.returncode != 0:
         sys.exit(f"demo: step {number} ({title}) failed with exit code {result.returncode}")
     print(f"    step {number} took {time.time() - start:.1f} s", flush=True)
+
+
+def shown(path):
+    """`path` relative to the project root when it lies under it."""
+    path = Path(path)
+    return path.relative_to(load_data.root()) if path.is_relative_to(load_data.root()) else path
 
 
 def main():
@@ -78,46 +88,47 @@ def main():
     started = time.time()
     with_root = ["--root", str(root)]
 
-    if (root / "data" / "raw" / "training_solutions_rev1.csv").exists():
-        print(f"Reusing the synthetic dataset in {root / 'data' / 'raw'}")
+    if load_data.solutions_csv_path().exists():
+        print(f"Reusing the synthetic dataset in {load_data.raw_dir()}")
     else:
-        run_step(0, "render the synthetic dataset", "data/raw/ (JPEGs, training_solutions_rev1.csv, synthetic_test_solutions.csv)",
+        run_step(0, "render the synthetic dataset",
+                 [load_data.raw_dir(), load_data.solutions_csv_path(), load_data.synthetic_test_solutions_path()],
                  ["make_synthetic_data.py", *with_root, "--num-train", str(args.num_train),
                   "--num-test", str(args.num_test), "--seed", str(args.seed)], env)
 
-    run_step(1, "ID lists", "data/train_ids.npy, data/test_ids.npy", ["create_train_ids.py", *with_root], env)
-    run_step(2, "training labels", "data/solutions_train.npy", ["create_solutions_train.py", *with_root], env)
+    run_step(1, "ID lists", [load_data.ids_path(subset) for subset in load_data.SUBSETS],
+             ["create_train_ids.py", *with_root], env)
+    run_step(2, "training labels", [load_data.solutions_train_path()], ["create_solutions_train.py", *with_root], env)
     extraction_files = source_params.all_paths()
     if not any(uses_source_extraction(model) for model in args.models):
         print("\n=== Step 3 (optional) skipped: none of the models centres or rescales its input")
     elif all(path.exists() for path in extraction_files):
         print(f"\n=== Step 3 (optional): reusing {', '.join(path.name for path in extraction_files)}")
     else:
-        run_step(3, "galaxy centre and size parameters (optional step)",
-                 "data/pysex_params_{gen2,extra}_{train,test}.npy.gz", ["extract_pysex_params.py", *with_root], env)
-    run_step(4, "copy the images to RAM and build the decoded cache", "the RAM copy in /dev/shm",
+        run_step(3, "galaxy centre and size parameters (optional step)", extraction_files,
+                 ["extract_pysex_params.py", *with_root], env)
+    run_step(4, "copy the images to RAM and build the decoded cache", [load_data.ram_dir()],
              ["copy_data_to_shm.py", *with_root, "--cache"], env)
     # Steps 5 and 6 once per model: 5a, 5b, ... when there are several.
     letters = string.ascii_lowercase if len(args.models) > 1 else [""]
     for letter, model in zip(letters, args.models):
         run_step(f"5{letter}", f"train {model} (short schedule)",
-                 f"analysis/final/{model}.pt, predictions/final/{model}.csv.gz",
+                 [checkpoints.checkpoint_path(model), checkpoints.submission_path(model)],
                  [f"{model}.py", *with_root, "--num-chunks", str(args.num_chunks), "--chunk-size", str(args.chunk_size),
-                  "--validate-every", str(args.validate_every),
-                  "--init", args.init], env)
+                  "--validate-every", str(args.validate_every), "--init", args.init], env)
     for letter, model in zip(letters, args.models):
         run_step(f"6{letter}", f"test-time-averaged predictions of {model}",
-                 f"predictions/final/augmented/{{valid,test}}/{model}.npy.gz",
+                 [predict_augmented_npy.target_path(model, split) for split in ("valid", "test")],
                  ["predict_augmented_npy.py", model, *with_root, "--num-transforms", str(args.num_transforms)], env)
-    run_step(7, "blend the models", "predictions/final/blended/blended_predictions*.npy.gz",
-             ["blend_predictions.py", *with_root, "--models", ",".join(args.models)], env)
-    blended = root / "predictions" / "final" / "blended" / "blended_predictions_uniform.npy.gz"
-    run_step(8, "convert to a Kaggle submission", str(blended).replace(".npy.gz", ".csv.gz"),
-             ["convert_npy_to_csv.py", str(blended), *with_root], env)
-    submission = Path(str(blended).replace(".npy.gz", ".csv.gz"))
+    blends = [blend_predictions.blended_dir() / name for name in blend_predictions.BLEND_FILES.values()]
+    run_step(7, "blend the models", blends, ["blend_predictions.py", *with_root, "--models", ",".join(args.models)],
+             env)
+    uniform_blend = blend_predictions.blended_dir() / blend_predictions.BLEND_FILES["uniform"]
+    submission = convert_npy_to_csv.csv_path_for(uniform_blend)
+    run_step(8, "convert to a Kaggle submission", [submission],
+             ["convert_npy_to_csv.py", str(uniform_blend), *with_root], env)
     run_step(9, "score the submission against the synthetic test labels",
-             str(submission).replace(".csv.gz", "_scores.png"),
-             ["score_predictions.py", str(submission), *with_root], env)
+             [score_predictions.default_png_path(submission)], ["score_predictions.py", str(submission), *with_root], env)
 
     print(f"\nDemo finished in {(time.time() - started) / 60:.1f} min. Everything is under {root}.")
 

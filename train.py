@@ -527,6 +527,6 @@ def write_test_predictions(model, config, device, workers, model_name):
     test_ids = load_data.load_ids("test")
     views = ra.identity_views(test_ids, "test", ra.prepro_matrices(config["PREPROCESSING"], test_ids, "test"), workers)
     predictions = np.clip(predict(model, views, device), 0.0, 1.0)
-    path = load_data.predictions_dir() / f"{model_name}.csv.gz"
+    path = checkpoints.submission_path(model_name)
     submission.write_submission(path, test_ids, predictions)
     log(f"wrote {path}")

@@ -1,7 +1,7 @@
 """Ensemble member: the best model (try_convnet_cc_multirotflip_3x69r45_maxout2048_extradense.py) with the changes of
-the original member of the same name. The input is centred on the galaxy and rescaled (Petrosian radius x a -> 160
-px, zoom clamped to [1/1.5, 1.5]) using the first-generation ("extra") source-extraction parameters,
-data/pysex_params_extra_<subset>.npy.gz (written by extract_pysex_params.py). Seed 2 (a second repeated run).
+the original member of the same name. The input is centred on the galaxy and rescaled (Petrosian radius x a -> 160 px,
+zoom clamped to [1/1.5, 1.5]) using the first-generation ("extra") source-extraction parameters (step 3,
+extract_pysex_params.py). Seed 2 (a second repeated run).
 """
 from try_convnet_cc_multirotflip_3x69r45_maxout2048_extradense import *  # noqa: F401,F403  (the recipe)
 import train
