@@ -118,19 +118,6 @@ def learning_rate_at(schedule, chunk):
     return schedule[max(start for start in schedule if start <= chunk)]
 
 
-def scaled_schedule(schedule, recipe_chunks, num_chunks):
-    """The learning-rate schedule {first chunk: lr} with its chunk boundaries scaled from recipe_chunks
-    to num_chunks chunks (unchanged when they are equal)."""
-    if num_chunks == recipe_chunks:
-        return dict(schedule)
-    return {int(round(start * num_chunks / recipe_chunks)): lr for start, lr in sorted(schedule.items())}
-
-
-def learning_rate_at(schedule, chunk):
-    """The learning rate in force at chunk `chunk`: that of the last schedule boundary <= chunk."""
-    return schedule[max(start for start in schedule if start <= chunk)]
-
-
 # ---------------------------------------------------------------------------------------------------
 # Configuration
 
