@@ -302,7 +302,8 @@ def run(recipe, args, ranks=distributed.Ranks()):
 
     split = load_data.labelled_split()
     valid_ids, valid_labels = split.valid_ids[:args.max_valid], split.valid_labels[:args.max_valid]
-    mean_baseline = submission.rmse(np.broadcast_to(split.train_labels.mean(axis=0), valid_labels.shape), valid_labels)
+    training_mean = np.broadcast_to(split.train_labels.mean(axis=0), valid_labels.shape)
+    mean_baseline = submission.rmse(training_mean, valid_labels)
     log(f"{len(split.train_ids)} training and {len(valid_ids)} validation images; "
         f"predicting the training mean scores validation RMSE {mean_baseline:.6f}")
 
