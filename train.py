@@ -127,9 +127,10 @@ def parse_args(recipe, argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--num-chunks", type=int, help=f"training chunks (recipe: {recipe['NUM_CHUNKS']}); "
                         "the learning-rate schedule is scaled to match")
-    parser.add_argument("--chunk-size", type=int, help=f"images per chunk (recipe: {recipe['CHUNK_SIZE']}); a multiple of "
-                        "the batch size, so that every image drawn is trained on (other values are refused)")
-    parser.add_argument("--validate-every", type=int, help=f"chunks between validations (recipe: {recipe['VALIDATE_EVERY']})")
+    parser.add_argument("--chunk-size", type=int, help=f"images per chunk (recipe: {recipe['CHUNK_SIZE']}); a multiple "
+                        "of the batch size, so that every image drawn is trained on (other values are refused)")
+    parser.add_argument("--validate-every", type=int,
+                        help=f"chunks between validations (recipe: {recipe['VALIDATE_EVERY']})")
     parser.add_argument("--batch-size", type=int, help=f"images per minibatch (recipe: {recipe['BATCH_SIZE']})")
     parser.add_argument("--seed", type=int, help=f"seed of initialisation, data and dropout (recipe: {recipe['SEED']})")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, or auto (cuda when available)")
