@@ -3,8 +3,8 @@ autocast on request.
 
 Every line of the project that only does something on a GPU is in this module or named here, so that what the
 CPU test suite cannot run is easy to find (doc/performance.md lists them): the TF32 switches below, the bf16
-autocast on CUDA, and, elsewhere, distributed.start's NCCL backend and cuda:LOCAL_RANK device, train.rng_state's CUDA generators
-and train.Trainer.trained_module's DistributedDataParallel device_ids.
+autocast on CUDA, and, elsewhere, distributed.start's NCCL backend and cuda:LOCAL_RANK device, train.rng_state's
+CUDA generators and train.Trainer.trained_module's DistributedDataParallel device_ids.
 """
 import contextlib
 
