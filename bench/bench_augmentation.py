@@ -7,29 +7,26 @@ same transforms.
 
 Also timed: the fast path reading the decoded uint8 cache (decode skipped; the cache is a memory-mapped .npy
 in a temporary folder, as copy_data_to_shm.py builds it), and the JPEG decode alone.
-Uses the real training images in ../shared/real_sample (skips with a message when absent).
+Uses the real sample's training images (load_data.real_sample_dir(); skips with a message when absent).
 """
 import argparse
 import functools
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 import skimage.io
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import load_data  # noqa: E402
-import realtime_augmentation as ra  # noqa: E402
-from bench_image_loading import REAL_IMAGES, fastest  # noqa: E402
+from common import REAL_SAMPLE_TRAIN_IMAGES, fastest
+import load_data
+import realtime_augmentation as ra
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--folder", type=Path, default=REAL_IMAGES, help="folder of <GalaxyID>.jpg images")
+    parser.add_argument("--folder", type=Path, default=REAL_SAMPLE_TRAIN_IMAGES, help="folder of <GalaxyID>.jpg images")
     parser.add_argument("--num-images", type=int, default=351, help="images per pass (default: all 351)")
     parser.add_argument("--repeats", type=int, default=3, help="passes per method (interleaved); the fastest counts")
     parser.add_argument("--seed", type=int, default=0, help="seed of the augmentations and colour noise")

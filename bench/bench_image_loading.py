@@ -2,31 +2,27 @@
 
     python bench/bench_image_loading.py [--num-images N] [--repeats R] [--folder DIR]
 
-Uses the real training images in ../shared/real_sample (skips with a message when absent). The cache is
-built with copy_data_to_shm.write_cache in a temporary folder ($TMPDIR, or /dev/shm with --in-ram) and read
-through a memory map, so after it was written its pages are in the page cache, as for a cache in /dev/shm.
+Uses the real sample's training images (load_data.real_sample_dir(); skips with a message when absent). The
+cache is built with copy_data_to_shm.write_cache in a temporary folder ($TMPDIR, or /dev/shm with --in-ram) and
+read through a memory map, so after it was written its pages are in the page cache, as for a cache in /dev/shm.
 Both ways are timed on the same images in the same run, and must give identical arrays.
 """
 import argparse
 import functools
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import copy_data_to_shm  # noqa: E402
-import load_data  # noqa: E402
-
-REAL_IMAGES = Path(__file__).resolve().parents[2] / "shared" / "real_sample" / "images_train_rev1"
+from common import REAL_SAMPLE_TRAIN_IMAGES, fastest
+import copy_data_to_shm
+import load_data
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--folder", type=Path, default=REAL_IMAGES, help="folder of <GalaxyID>.jpg images")
+    parser.add_argument("--folder", type=Path, default=REAL_SAMPLE_TRAIN_IMAGES, help="folder of <GalaxyID>.jpg images")
     parser.add_argument("--num-images", type=int, default=351, help="images to load (default: all 351)")
     parser.add_argument("--repeats", type=int, default=3, help="passes over the images; the fastest counts")
     parser.add_argument("--in-ram", action="store_true", help="put the cache in /dev/shm instead of $TMPDIR")
@@ -50,16 +46,6 @@ def from_cache(cache_file, count, convert):
     """Copy each row out of the memory-mapped uint8 cache and apply `convert`."""
     cache = np.load(cache_file, mmap_mode="r")
     return [convert(np.array(cache[i])) for i in range(count)]
-
-
-def fastest(function, repeats):
-    """(smallest wall time in seconds over `repeats` calls, the last result)."""
-    best, result = float("inf"), None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = function()
-        best = min(best, time.perf_counter() - start)
-    return best, result
 
 
 def main():

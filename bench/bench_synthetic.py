@@ -7,16 +7,13 @@ The time of the 3000-image demo set with 2 workers is estimated from that per-co
 scaling); --full measures it instead by running make_synthetic_data in a temporary root.
 """
 import argparse
-import sys
 import tempfile
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import load_data  # noqa: E402
-import make_synthetic_data  # noqa: E402
-import synthetic_galaxies  # noqa: E402
+import common  # noqa: F401  (the project on the import path)
+import load_data
+import make_synthetic_data
+import synthetic_galaxies
 
 DEMO_TRAIN, DEMO_TEST, DEMO_WORKERS = 2700, 300, 2
 

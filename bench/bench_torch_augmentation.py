@@ -8,22 +8,19 @@ Each image gives 2 views (69x69); a "view" below is one of them. Rows:
   torch cpu           warp_batch on uint8 CPU tensors, with 1 thread (per core) and with all threads
   torch cache+warp+noise  the whole device path from the uint8 DeviceImageCache: index the batch out of the
                       cache, warp, colour noise; on the CPU, and on the GPU when one is present (synchronised)
-Images are the real sample's training JPEGs when ../shared/real_sample exists, else synthetic blobs.
+Images are the real sample's training JPEGs when it is present (load_data.real_sample_dir()), else synthetic
+blocks.
 """
 import argparse
 import sys
-import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import load_data  # noqa: E402
-import realtime_augmentation as ra  # noqa: E402
-import torch_augmentation as ta  # noqa: E402
-from bench_image_loading import REAL_IMAGES  # noqa: E402
+from common import REAL_SAMPLE_TRAIN_IMAGES, fastest
+import load_data
+import realtime_augmentation as ra
+import torch_augmentation as ta
 
 
 def parse_args():
@@ -37,7 +34,7 @@ def parse_args():
 
 def load_images(count, seed):
     """uint8 (count, 424, 424, 3): the real sample's images (cycled) or random blobs."""
-    paths = sorted(REAL_IMAGES.glob("*.jpg"))
+    paths = sorted(REAL_SAMPLE_TRAIN_IMAGES.glob("*.jpg"))
     if paths:
         decoded = [load_data.decode_jpeg(p) for p in paths[:count]]
         return np.stack([decoded[i % len(decoded)] for i in range(count)]), f"real sample ({len(decoded)} JPEGs)"
@@ -45,19 +42,6 @@ def load_images(count, seed):
     size = load_data.IMAGE_SIZE
     blurred = rng.integers(0, 256, size=(count, size // 8, size // 8, 3), dtype=np.uint8)
     return blurred.repeat(8, axis=1).repeat(8, axis=2), "synthetic blocks"
-
-
-def fastest(function, repeats, synchronise=lambda: None):
-    """Smallest wall time in seconds of `function()` over `repeats` calls (after one warm-up call)."""
-    function()
-    synchronise()
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        synchronise()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def cv2_pass(images, augments):
@@ -79,7 +63,8 @@ def cpu_rows(images, augments, matrices, batch_sizes, repeats):
     import cv2
     cv2.setNumThreads(1)
     num_views = 2 * len(images)
-    rows = [("cv2 warp_views", "cpu", 1, 1, fastest(lambda: cv2_pass(images, augments), repeats), num_views)]
+    seconds, _ = fastest(lambda: cv2_pass(images, augments), repeats, warmup=1)
+    rows = [("cv2 warp_views", "cpu", 1, 1, seconds, num_views)]
     tensor = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
     all_threads = torch.get_num_threads()
     for batch_size in batch_sizes:
@@ -87,7 +72,7 @@ def cpu_rows(images, augments, matrices, batch_sizes, repeats):
         warped = 2 * batch_size * len(batch_images)
         for threads in sorted({1, all_threads}):
             torch.set_num_threads(threads)
-            seconds = fastest(lambda: torch_pass(batch_images, batch_matrices), repeats)
+            seconds, _ = fastest(lambda: torch_pass(batch_images, batch_matrices), repeats, warmup=1)
             rows.append(("torch warp_batch", "cpu", batch_size, threads, seconds, warped))
     torch.set_num_threads(all_threads)
     return rows
@@ -111,7 +96,8 @@ def cache_rows(images, matrices, batch_sizes, repeats, seed, device):
             for where, m in zip(positions, batch_matrices):
                 ta.add_colour_noise_torch(cache.views(where, m), generator)
 
-        seconds = fastest(one_pass, repeats, torch.cuda.synchronize if is_cuda else lambda: None)
+        synchronise = torch.cuda.synchronize if is_cuda else lambda: None
+        seconds, _ = fastest(one_pass, repeats, warmup=1, synchronise=synchronise)
         threads = "-" if is_cuda else torch.get_num_threads()
         rows.append(("torch cache+warp+noise", name, batch_size, threads, seconds, 2 * batch_size * len(positions)))
     return rows

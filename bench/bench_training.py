@@ -9,18 +9,15 @@ and the optimiser are measured, not the data pipeline. Printed as a table with t
 the full recipe (25 million images).
 """
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import checkpoints  # noqa: E402
-import convnet  # noqa: E402
-import decision_tree  # noqa: E402
-import train  # noqa: E402
+import common  # noqa: F401  (the project on the import path)
+import checkpoints
+import convnet
+import decision_tree
+import train
 
 RECIPE_IMAGES = 25_000_000  # 2500 chunks of 10000 images
 

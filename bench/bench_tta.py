@@ -11,20 +11,17 @@ images of the real validation split and test set (predict_augmented_npy.py overl
 background processes, with the forward passes, so its time lies between the slower part's and the sum).
 """
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import common  # noqa: F401  (the project on the import path)
+import convnet
+import predict_augmented_npy
+import realtime_augmentation as ra
 
-import convnet  # noqa: E402
-import predict_augmented_npy  # noqa: E402
-import realtime_augmentation as ra  # noqa: E402
-
-REAL_IMAGES = 6_157 + 79_975  # validation split (10% of 61,578) + test set
+FULL_PREDICTION_IMAGES = 6_157 + 79_975  # validation split (10% of 61,578) + test set
 
 
 def synthetic_images(num, seed=0):
@@ -60,8 +57,9 @@ def time_forward(model, views, device, batch_size):
 
 
 def report(label, seconds, num_images, num_views):
+    hours = FULL_PREDICTION_IMAGES / (num_images / seconds) / 3600
     print(f"  {label:<22} {num_images / seconds:9.2f} images/s {num_views / seconds:10.1f} views/s   "
-          f"projected {REAL_IMAGES:,} images: {REAL_IMAGES / (num_images / seconds) / 3600:7.2f} h")
+          f"projected {FULL_PREDICTION_IMAGES:,} images: {hours:7.2f} h")
 
 
 def main(argv=None):

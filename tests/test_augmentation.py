@@ -1,6 +1,5 @@
 """Geometry, warping, colour noise and the chunk generators of realtime_augmentation."""
 import multiprocessing
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,6 +7,7 @@ from PIL import Image
 
 import load_data
 import realtime_augmentation as ra
+from helpers import make_tiny_root
 
 CENTRE = ra.IMAGE_CENTRE
 VIEW_CENTRE = (ra.VIEW_SIZE - 1) / 2.0
@@ -46,21 +46,18 @@ def spread(channel):
 
 
 @pytest.fixture(scope="module")
-def image_root(tmp_path_factory, request):
+def image_root(tmp_path_factory, real_sample_if_present):
     """A project root whose training images are the real sample's first NUM_IMAGES (linked, not copied) or,
-    without the sample, synthetic JPEGs. Yields (root, galaxy_ids); the previous root is restored after."""
+    without the sample, NUM_IMAGES synthetic galaxies. Yields (root, galaxy_ids); the root is forgotten after."""
     root = tmp_path_factory.mktemp("aug_root")
-    folder = root / "data" / "raw" / load_data.RAW_IMAGE_FOLDERS["train"]
-    folder.parent.mkdir(parents=True)
-    sample = Path(__file__).parents[2] / "shared" / "real_sample" / "images_train_rev1"
-    if sample.is_dir():
+    if real_sample_if_present is None:
+        ids = np.load(make_tiny_root(root, num_train=NUM_IMAGES, num_test=0) / "data" / "train_ids.npy")
+    else:
+        sample = real_sample_if_present / "images_train_rev1"
+        folder = root / "data" / "raw" / load_data.RAW_IMAGE_FOLDERS["train"]
+        folder.parent.mkdir(parents=True)
         folder.symlink_to(sample)
         ids = np.array(sorted(int(p.stem) for p in sample.glob("*.jpg"))[:NUM_IMAGES])
-    else:
-        folder.mkdir()
-        ids = np.arange(100, 100 + NUM_IMAGES)
-        for k, galaxy_id in enumerate(ids):
-            Image.fromarray(blob_image(200 + k, 215 - k, seed=k)).save(folder / f"{galaxy_id}.jpg", quality=90)
     load_data.set_root(root)
     yield root, ids
     load_data.set_root(None)

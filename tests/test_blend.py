@@ -9,17 +9,17 @@ import blend_predictions
 import decision_tree
 import load_data
 import submission
-from test_submission import make_label_root
+from helpers import make_tiny_root
 
 NOISE_LEVELS = (0.05, 0.08, 0.12)  # independent noise per model, so a mix beats each one
 
 
 @pytest.fixture
-def blend_root(tmp_path):
-    root = make_label_root(tmp_path / "root", num_train=300, num_test=12)
+def blend_root(isolated):
+    """A tiny root of ID and label files (no images), set as the project root."""
+    root = make_tiny_root(isolated / "root", num_train=300, num_test=12, galaxy_image=None)
     load_data.set_root(root)
-    yield root
-    load_data.set_root(None)
+    return root
 
 
 def noisy_copies(labels, seed):

@@ -17,21 +17,12 @@ import create_solutions_train
 import create_train_ids
 import decision_tree
 import load_data
-from test_decision_tree import random_valid_labels
+from helpers import PROJECT_DIR, tree_valid_labels
 
 TRAIN_IDS = (100023, 100008, 999967, 100090, 5000)  # deliberately unsorted, of different lengths
 TEST_IDS = (100018, 100001, 200)
-REPO = Path(__file__).resolve().parents[1]
 DiskUsage = namedtuple("DiskUsage", "total used free", defaults=(0, 0, 0))
-
-
-@pytest.fixture(autouse=True)
-def isolated(tmp_path, monkeypatch):
-    """Keep every test away from /dev/shm, $GALAXY_ROOT and the root chosen by an earlier test."""
-    monkeypatch.setenv("GALAXY_RAM_DIR", str(tmp_path / "ram"))
-    monkeypatch.delenv("GALAXY_ROOT", raising=False)
-    yield
-    load_data.set_root(None)
+pytestmark = pytest.mark.usefixtures("isolated")  # away from /dev/shm, $GALAXY_ROOT and an earlier test's root
 
 
 def noise_jpeg_bytes(seed, size=(load_data.IMAGE_SIZE, load_data.IMAGE_SIZE), fmt="JPEG"):
@@ -55,16 +46,17 @@ def label_rows(galaxy_ids, labels):
 
 
 @pytest.fixture
-def data_root(tmp_path):
-    """A tiny project root: JPEGs for TRAIN_IDS and TEST_IDS and a valid CSV for TRAIN_IDS (rows in the
-    order of TRAIN_IDS, not sorted). Returns (root, {GalaxyID: labels (37,)})."""
+def raw_root(tmp_path):
+    """A tiny project root as downloaded, before the data scripts ran: under data/raw, JPEGs for TRAIN_IDS and
+    TEST_IDS and a valid CSV for TRAIN_IDS (rows in the order of TRAIN_IDS, not sorted). Returns
+    (root, {GalaxyID: labels (37,)})."""
     root = tmp_path / "root"
     for subset, ids in (("train", TRAIN_IDS), ("test", TEST_IDS)):
         folder = root / "data" / "raw" / load_data.RAW_IMAGE_FOLDERS[subset]
         folder.mkdir(parents=True)
         for galaxy_id in ids:
             (folder / f"{galaxy_id}.jpg").write_bytes(noise_jpeg_bytes(galaxy_id))
-    labels = random_valid_labels(len(TRAIN_IDS), np.random.default_rng(1))
+    labels = tree_valid_labels(len(TRAIN_IDS), np.random.default_rng(1))
     write_csv(root / "data" / "raw" / load_data.SOLUTIONS_CSV, decision_tree.CSV_HEADER,
               label_rows(TRAIN_IDS, labels))
     return root, dict(zip(TRAIN_IDS, labels))
@@ -92,8 +84,8 @@ def leftovers(folder):
 # Good input
 
 
-def test_ids_are_sorted_and_match_the_folders(data_root, capsys):
-    root, _ = data_root
+def test_ids_are_sorted_and_match_the_folders(raw_root, capsys):
+    root, _ = raw_root
     status, out, _ = run_main(create_train_ids, root, capsys)
     assert status == 0 and "train_ids.npy" in out
     for subset, ids in (("train", TRAIN_IDS), ("test", TEST_IDS)):
@@ -103,8 +95,8 @@ def test_ids_are_sorted_and_match_the_folders(data_root, capsys):
         assert load_data.load_ids(subset).tolist() == sorted(ids)
 
 
-def test_labels_round_trip_in_train_id_order(data_root, capsys):
-    root, labels_by_id = data_root
+def test_labels_round_trip_in_train_id_order(raw_root, capsys):
+    root, labels_by_id = raw_root
     assert run_main(create_train_ids, root, capsys)[0] == 0
     status, out, err = run_main(create_solutions_train, root, capsys)
     assert status == 0, err
@@ -114,8 +106,8 @@ def test_labels_round_trip_in_train_id_order(data_root, capsys):
     np.testing.assert_array_equal(solutions, expected)
 
 
-def test_load_image_from_raw_ram_copy_and_cache_agree_with_pil(data_root, capsys):
-    root, _ = data_root
+def test_load_image_from_raw_ram_copy_and_cache_agree_with_pil(raw_root, capsys):
+    root, _ = raw_root
     assert run_main(create_train_ids, root, capsys)[0] == 0
     galaxy_id = TRAIN_IDS[0]
     raw_file = load_data.raw_images_dir("train") / f"{galaxy_id}.jpg"
@@ -144,8 +136,8 @@ def test_load_image_from_raw_ram_copy_and_cache_agree_with_pil(data_root, capsys
     assert leftovers(load_data.ram_dir()) == []
 
 
-def test_cache_with_worker_processes_equals_in_process_cache(data_root, capsys):
-    root, _ = data_root
+def test_cache_with_worker_processes_equals_in_process_cache(raw_root, capsys):
+    root, _ = raw_root
     assert run_main(create_train_ids, root, capsys)[0] == 0
     assert run_main(copy_data_to_shm, root, capsys, "--subsets", "test", "--cache", "--workers", "1")[0] == 0
     single = np.load(load_data.cache_path("test")).copy()
@@ -183,8 +175,8 @@ def test_atomic_path_leaves_nothing_on_exception(tmp_path):
 
 
 @pytest.mark.parametrize("folder_state", ["missing", "empty", "bad name", "leading zero"])
-def test_bad_image_folder_is_rejected(data_root, capsys, folder_state):
-    root, _ = data_root
+def test_bad_image_folder_is_rejected(raw_root, capsys, folder_state):
+    root, _ = raw_root
     folder = root / "data" / "raw" / load_data.RAW_IMAGE_FOLDERS["test"]
     for jpeg in folder.iterdir():
         jpeg.unlink()
@@ -216,8 +208,8 @@ def corrupt_image(folder, galaxy_id, problem):
 
 
 @pytest.mark.parametrize("problem", ["missing", "truncated", "not jpeg", "wrong size"])
-def test_bad_image_is_named_and_no_cache_is_left(data_root, capsys, problem):
-    root, _ = data_root
+def test_bad_image_is_named_and_no_cache_is_left(raw_root, capsys, problem):
+    root, _ = raw_root
     assert run_main(create_train_ids, root, capsys)[0] == 0
     bad_id = TEST_IDS[1]
     expected = corrupt_image(load_data.raw_images_dir("test"), bad_id, problem)
@@ -230,16 +222,16 @@ def test_bad_image_is_named_and_no_cache_is_left(data_root, capsys, problem):
         load_data.load_image(bad_id, "test")
 
 
-def test_missing_ram_disk_is_reported(data_root, capsys, tmp_path, monkeypatch):
-    root, _ = data_root
+def test_missing_ram_disk_is_reported(raw_root, capsys, tmp_path, monkeypatch):
+    root, _ = raw_root
     monkeypatch.setenv("GALAXY_RAM_DIR", str(tmp_path / "no-such-disk" / "galaxy"))
     status, _, err = run_main(copy_data_to_shm, root, capsys)
     assert status == 1 and "no-such-disk" in err and "does not exist" in err
     assert not (tmp_path / "no-such-disk").exists()
 
 
-def test_cache_larger_than_free_space_is_refused(data_root, capsys, monkeypatch):
-    root, _ = data_root
+def test_cache_larger_than_free_space_is_refused(raw_root, capsys, monkeypatch):
+    root, _ = raw_root
     assert run_main(create_train_ids, root, capsys)[0] == 0
     monkeypatch.setattr(copy_data_to_shm.shutil, "disk_usage", lambda path: DiskUsage(free=10**6))
     status, _, err = run_main(copy_data_to_shm, root, capsys, "--subsets", "test", "--cache")
@@ -294,8 +286,8 @@ CSV_PROBLEMS = ["missing column", "renamed column", "reordered columns", "nan", 
 
 
 @pytest.mark.parametrize("problem", CSV_PROBLEMS)
-def test_bad_csv_is_named_and_nothing_is_written(data_root, capsys, problem):
-    root, labels_by_id = data_root
+def test_bad_csv_is_named_and_nothing_is_written(raw_root, capsys, problem):
+    root, labels_by_id = raw_root
     assert run_main(create_train_ids, root, capsys)[0] == 0
     expected = rewrite_csv(root, labels_by_id, problem)
     status, _, err = run_main(create_solutions_train, root, capsys)
@@ -305,8 +297,8 @@ def test_bad_csv_is_named_and_nothing_is_written(data_root, capsys, problem):
     assert not load_data.solutions_train_path().exists() and leftovers(root / "data") == []
 
 
-def test_blank_lines_are_skipped_and_counted_in_line_numbers(data_root, capsys):
-    root, labels_by_id = data_root
+def test_blank_lines_are_skipped_and_counted_in_line_numbers(raw_root, capsys):
+    root, labels_by_id = raw_root
     assert run_main(create_train_ids, root, capsys)[0] == 0
     csv_path = root / "data" / "raw" / load_data.SOLUTIONS_CSV
     lines = csv_path.read_text().splitlines(keepends=True)
@@ -319,18 +311,19 @@ def test_blank_lines_are_skipped_and_counted_in_line_numbers(data_root, capsys):
     assert status == 1 and expected[0] == "line 4" and "line 5" in err and "line 4" not in err
 
 
-def test_labels_before_ids_says_which_script_to_run(data_root, capsys):
-    root, _ = data_root
+def test_labels_before_ids_says_which_script_to_run(raw_root, capsys):
+    root, _ = raw_root
     status, _, err = run_main(create_solutions_train, root, capsys)
     assert status == 1 and "train_ids.npy" in err and "create_train_ids.py" in err
 
 
-def test_script_exits_1_with_a_one_line_error(data_root):
-    root, labels_by_id = data_root
-    subprocess.run([sys.executable, "create_train_ids.py", "--root", str(root)], cwd=REPO, check=True,
+@pytest.mark.slow
+def test_script_exits_1_with_a_one_line_error(raw_root):
+    root, labels_by_id = raw_root
+    subprocess.run([sys.executable, "create_train_ids.py", "--root", str(root)], cwd=PROJECT_DIR, check=True,
                    capture_output=True)
     rewrite_csv(root, labels_by_id, "nan")
-    result = subprocess.run([sys.executable, "create_solutions_train.py", "--root", str(root)], cwd=REPO,
+    result = subprocess.run([sys.executable, "create_solutions_train.py", "--root", str(root)], cwd=PROJECT_DIR,
                             capture_output=True, text=True)
     assert result.returncode == 1
     assert result.stderr.startswith("error: ") and "Traceback" not in result.stderr
@@ -363,7 +356,7 @@ def test_real_sample_ids_and_labels(real_sample, tmp_path, capsys):
     np.testing.assert_array_equal(load_data.load_solutions(), expected)
 
 
-
+@pytest.mark.slow
 def test_decoder_gives_pil_pixels_on_the_real_sample(real_sample):
     """load_data.decode_jpeg (libjpeg-turbo via simplejpeg) returns exactly what PIL decodes."""
     paths = sorted((real_sample / "images_train_rev1").glob("*.jpg")) + sorted(

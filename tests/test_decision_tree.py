@@ -5,25 +5,12 @@ import pandas as pd
 import pytest
 
 import decision_tree as dt
+from helpers import tree_valid_labels
 
 # The method's table: answers per question and the column each question's answers sum to.
 ANSWERS_PER_QUESTION = (3, 2, 2, 2, 4, 2, 3, 7, 3, 3, 6)
 PARENT_OF_QUESTION = {1: None, 2: "Class1.2", 3: "Class2.2", 4: "Class2.2", 5: "Class2.2", 6: None,
                       7: "Class1.1", 8: "Class6.1", 9: "Class2.1", 10: "Class4.1", 11: "Class4.1"}
-
-
-def random_valid_labels(num_rows, rng, zero_fraction=0.2):
-    """(num_rows, 37) float64 labels that obey the tree by construction: per question, random fractions
-    summing to 1 (some answers set to exactly 0, as in the real data), scaled by the parent answer."""
-    labels = np.zeros((num_rows, dt.NUM_OUTPUTS))
-    for question_slice, parent in zip(dt.QUESTION_SLICES, dt.PARENT_INDEX):
-        width = question_slice.stop - question_slice.start
-        weights = rng.random((num_rows, width)) * (rng.random((num_rows, width)) > zero_fraction)
-        weights[weights.sum(axis=1) == 0, 0] = 1.0
-        fractions = weights / weights.sum(axis=1, keepdims=True)
-        scale = 1.0 if parent is None else labels[:, parent:parent + 1]
-        labels[:, question_slice] = fractions * scale
-    return labels
 
 
 def test_columns_and_header():
@@ -49,7 +36,7 @@ def test_questions_slices_and_parents():
 
 
 def test_sums_hold_on_labels_valid_by_construction():
-    labels = random_valid_labels(500, np.random.default_rng(0))
+    labels = tree_valid_labels(500, np.random.default_rng(0))
     np.testing.assert_allclose(dt.question_sums(labels), dt.expected_sums(labels), atol=1e-12)
     assert dt.tree_violations(labels, 1e-9) == []
     assert ((labels >= 0) & (labels <= 1)).all()
@@ -57,7 +44,7 @@ def test_sums_hold_on_labels_valid_by_construction():
 
 @pytest.mark.parametrize("column", range(37))
 def test_perturbing_one_value_breaks_its_question_and_its_children(column):
-    labels = random_valid_labels(20, np.random.default_rng(column))
+    labels = tree_valid_labels(20, np.random.default_rng(column))
     row, delta = 7, 0.01
     labels[row, column] += delta
     own = dt.question_of_column(column).number

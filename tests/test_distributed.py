@@ -2,9 +2,9 @@
 tiny model whose dropout is off (so that training is a deterministic function of the data):
 
 (a) --data-on-device warps each chunk's images with the same draws as RandomChunks: the views agree within
-    test_torch_augmentation.WARP_TOLERANCE (half a grey level plus cv2's fixed-point weights; RandomChunks
-    rounds its warps to uint8, grid_sample does not), the labels exactly; the ranks' shares of a chunk make up
-    the single-process chunk exactly;
+    helpers.WARP_TOLERANCE (half a grey level plus cv2's fixed-point weights; RandomChunks rounds its warps to
+    uint8, grid_sample does not), the labels exactly; the ranks' shares of a chunk make up the single-process
+    chunk exactly;
 (b) 2-rank training ends with the parameters of a 1-process run with the same seed, up to summation order
     (PARAMETER_TOLERANCE, measured);
 (c) a run stopped by SIGTERM reaching rank 1 saves at one position for all ranks, and that checkpoint
@@ -14,7 +14,6 @@ tiny model whose dropout is off (so that training is a deterministic function of
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,17 +25,15 @@ import load_data
 import predict_augmented_npy
 import realtime_augmentation as ra
 import train
-from test_torch_augmentation import WARP_TOLERANCE
-from test_training import RECIPE_SOURCE as TINY_RECIPE, make_tiny_root
+from helpers import PROJECT_DIR, TINY_RECIPE_SOURCE, WARP_TOLERANCE, isolation, make_tiny_root, tiny_recipe
 
-REPO = Path(train.__file__).resolve().parent
 MODEL_NAME = "try_tiny_distributed_model"
 # Largest |2-rank - 1-process| parameter difference after 3 chunks of 2 minibatches: measured 7.5e-9
 # (float32 sums over 2 and over 4 images in another order); the parameters themselves are of order 0.01-1.
 PARAMETER_TOLERANCE = 1e-6
 RUN_OPTIONS = ["--num-chunks", "3", "--workers", "0", "--device", "cpu"]
 MAIN_BLOCK = '\n\nif __name__ == "__main__":'
-# test_training's tiny recipe with build_model replaced: dropout off, and a SIGTERM hook for rank 1.
+# The tiny recipe with build_model replaced: dropout off, and a SIGTERM hook for rank 1.
 NO_DROPOUT_MODEL = '''
 
 
@@ -68,13 +65,13 @@ def build_model():
             module.p = 0.0
     return model
 '''
-assert TINY_RECIPE.count(MAIN_BLOCK) == 1
-RECIPE_SOURCE = TINY_RECIPE.replace(MAIN_BLOCK, NO_DROPOUT_MODEL + MAIN_BLOCK)
+assert TINY_RECIPE_SOURCE.count(MAIN_BLOCK) == 1
+RECIPE_SOURCE = TINY_RECIPE_SOURCE.replace(MAIN_BLOCK, NO_DROPOUT_MODEL + MAIN_BLOCK)
 
 
 def torchrun(script, *args, extra_env=None):
     """Run `script args` on 2 CPU ranks; returns the CompletedProcess (output captured)."""
-    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", **(extra_env or {}))
+    env = dict(os.environ, PYTHONPATH=str(PROJECT_DIR), OMP_NUM_THREADS="1", **(extra_env or {}))
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
                str(script), *args]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
@@ -87,15 +84,10 @@ def setting(tmp_path_factory):
     """A tiny root, the try script, and its 1-process run's final checkpoint."""
     folder = tmp_path_factory.mktemp("distributed")
     root = make_tiny_root(folder / "root", num_train=24, num_test=5)
-    script = folder / f"{MODEL_NAME}.py"
-    script.write_text(RECIPE_SOURCE)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("GALAXY_RAM_DIR", str(folder / "ram"))
-        patch.delenv("GALAXY_ROOT", raising=False)
-        recipe = vars(checkpoints.import_try_script(MODEL_NAME, script))
+    with pytest.MonkeyPatch.context() as patch, isolation(patch, folder):
+        recipe = tiny_recipe(folder, RECIPE_SOURCE, MODEL_NAME)
         single = run_and_load(recipe, root, "--fresh")
-        yield dict(root=root, script=script, recipe=recipe, single=single)
-    load_data.set_root(None)
+        yield dict(root=root, script=recipe["__file__"], recipe=recipe, single=single)
 
 
 def run_and_load(recipe, root, *options):
@@ -164,6 +156,7 @@ def test_data_on_device_training_runs_close_to_the_worker_path(setting):
     assert np.isfinite(on_device["valid_rmse"])
 
 
+@pytest.mark.slow
 def test_two_ranks_train_like_one_process(setting):
     result = torchrun(setting["script"], "--root", str(setting["root"]), *RUN_OPTIONS, "--fresh")
     assert result.stdout.count("chunk 3/3") == 1  # rank 0 alone prints
@@ -175,6 +168,7 @@ def test_two_ranks_train_like_one_process(setting):
     assert (load_data.predictions_dir() / f"{MODEL_NAME}.csv.gz").exists()
 
 
+@pytest.mark.slow
 def test_sigterm_on_rank_1_stops_both_and_resumes_in_one_process(setting):
     # Training forward call 3 on rank 1 is minibatch 1 of chunk 1 (2 minibatches per chunk).
     torchrun(setting["script"], "--root", str(setting["root"]), *RUN_OPTIONS, "--fresh",
@@ -185,12 +179,13 @@ def test_sigterm_on_rank_1_stops_both_and_resumes_in_one_process(setting):
     assert largest_parameter_difference(resumed, setting["single"]) <= PARAMETER_TOLERANCE
 
 
+@pytest.mark.slow
 def test_sharded_prediction_writes_the_single_process_files(setting):
     root, options = setting["root"], ["--num-transforms", "2", "--device", "cpu", "--workers", "0"]
     assert predict_augmented_npy.main([MODEL_NAME, "--root", str(root), *options]) == 0
     paths = [predict_augmented_npy.target_path(MODEL_NAME, split) for split in ("valid", "test")]
     single = [load_data.load_gz(path) for path in paths]
-    torchrun(REPO / "predict_augmented_npy.py", MODEL_NAME, "--root", str(root), *options)
+    torchrun(PROJECT_DIR / "predict_augmented_npy.py", MODEL_NAME, "--root", str(root), *options)
     for path, expected in zip(paths, single):
         got = load_data.load_gz(path)
         assert got.shape == expected.shape

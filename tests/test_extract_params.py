@@ -1,5 +1,5 @@
 """extract_pysex_params.py: the measurements on synthetic galaxies with known profiles, and a run of the
-script on real images (skipped when ../shared/real_sample is absent)."""
+script on real images (skipped when the real sample is absent)."""
 import numpy as np
 import pytest
 from PIL import Image
@@ -11,7 +11,7 @@ import source_params
 
 SIZE = load_data.IMAGE_SIZE
 PARAM_SETS = {param_set.name: param_set for param_set in source_params.PARAM_SETS}
-REAL_IMAGES = 60  # labelled real images measured by the script test (about 5 s on 2 cores)
+NUM_REAL_IMAGES = 60  # labelled real images measured by the script test (about 5 s on 2 cores)
 BLANK_ID = 1  # a black image added to them; smaller than every real GalaxyID, so its row comes first
 
 
@@ -104,10 +104,10 @@ def test_blank_image_has_no_source():
 # The script on real images
 
 
-def make_root(tmp_path, image_paths, blank_id):
+def make_linked_root(root, image_paths, blank_id):
     """A project root whose data/raw/images_train_rev1 holds symlinks to image_paths (never copies) plus a
     black JPEG named blank_id, and whose data/train_ids.npy lists them. Returns (root, sorted ids)."""
-    images = tmp_path / "data" / "raw" / "images_train_rev1"
+    images = root / "data" / "raw" / "images_train_rev1"
     images.mkdir(parents=True)
     ids = [int(path.stem) for path in image_paths]
     for path in image_paths:
@@ -115,16 +115,16 @@ def make_root(tmp_path, image_paths, blank_id):
     Image.fromarray(np.zeros((SIZE, SIZE, 3), np.uint8)).save(images / f"{blank_id}.jpg")
     ids.append(blank_id)
     ids = np.array(sorted(ids), dtype=np.int64)
-    np.save(tmp_path / "data" / "train_ids.npy", ids)
-    return tmp_path, ids
+    np.save(root / "data" / "train_ids.npy", ids)
+    return root, ids
 
 
 @pytest.fixture(scope="module")
 def real_run(real_sample, tmp_path_factory):
-    """The script run (2 workers) on the first REAL_IMAGES labelled real images plus one black image.
+    """The script run (2 workers) on the first NUM_REAL_IMAGES labelled real images plus one black image.
     Returns (root, ids, {set name: array})."""
-    paths = sorted((real_sample / "images_train_rev1").glob("*.jpg"), key=lambda path: int(path.stem))[:REAL_IMAGES]
-    root, ids = make_root(tmp_path_factory.mktemp("sep_root"), paths, blank_id=BLANK_ID)
+    paths = sorted((real_sample / "images_train_rev1").glob("*.jpg"), key=lambda path: int(path.stem))[:NUM_REAL_IMAGES]
+    root, ids = make_linked_root(tmp_path_factory.mktemp("sep_root"), paths, blank_id=BLANK_ID)
     try:
         assert extract.main(["--root", str(root), "--subsets", "train", "--workers", "2"]) == 0
         arrays = {name: load_data.load_gz(source_params.target_path(param_set, "train"))
@@ -143,23 +143,20 @@ def test_real_output_shapes_and_blank_row(real_run):
     assert ids[0] == BLANK_ID
     for name, param_set in PARAM_SETS.items():
         array = arrays[name]
-        assert array.shape == (REAL_IMAGES + 1, len(param_set.columns))
+        assert array.shape == (NUM_REAL_IMAGES + 1, len(param_set.columns))
         assert array.dtype == np.float64
         np.testing.assert_array_equal(array[0], extract.missing_row(param_set))
         assert np.isfinite(array[1:]).all()
 
 
-def test_real_rows_follow_id_order(real_run):
+def test_real_rows_follow_id_order(real_run, isolated):
     """Rows written by the parallel run equal a direct measurement of the image with that ID."""
     root, ids, arrays = real_run
     load_data.set_root(root)
-    try:
-        for index in (1, len(ids) // 2, len(ids) - 1):
-            direct = extract.measure_image((int(ids[index]), "train"))
-            for (row, _), param_set in zip(direct, source_params.PARAM_SETS):
-                np.testing.assert_array_equal(arrays[param_set.name][index], row)
-    finally:
-        load_data.set_root(None)
+    for index in (1, len(ids) // 2, len(ids) - 1):
+        direct = extract.measure_image((int(ids[index]), "train"))
+        for (row, _), param_set in zip(direct, source_params.PARAM_SETS):
+            np.testing.assert_array_equal(arrays[param_set.name][index], row)
 
 
 @pytest.mark.parametrize("set_name", ["gen2", "extra"])
@@ -189,34 +186,28 @@ def test_real_radii_are_plausible(real_run, set_name):
         assert (values["fwhm"] <= 1.6651 * np.sqrt(13 * values["a"] * values["b"])).all()
 
 
-def test_unreadable_image_is_a_clear_error(tmp_path, capsys):
+def test_unreadable_image_is_a_clear_error(isolated, capsys):
     """A corrupt JPEG stops the run (through the worker pool) with a message naming file and ID."""
-    images = tmp_path / "data" / "raw" / "images_train_rev1"
+    images = isolated / "data" / "raw" / "images_train_rev1"
     images.mkdir(parents=True)
     (images / "7.jpg").write_bytes(b"not a jpeg")
-    np.save(tmp_path / "data" / "train_ids.npy", np.array([7], dtype=np.int64))
-    try:
-        assert extract.main(["--root", str(tmp_path), "--workers", "2", "--subsets", "train"]) == 1
-    finally:
-        load_data.set_root(None)
+    np.save(isolated / "data" / "train_ids.npy", np.array([7], dtype=np.int64))
+    assert extract.main(["--root", str(isolated), "--workers", "2", "--subsets", "train"]) == 1
     error = capsys.readouterr().err
     assert "error:" in error and "7.jpg" in error and "GalaxyID 7" in error
-    assert not list((tmp_path / "data").glob("pysex_params_*"))
+    assert not list((isolated / "data").glob("pysex_params_*"))
 
 
-def test_schema_names_the_files_extraction_writes(tmp_path):
+def test_schema_names_the_files_extraction_writes(isolated):
     """demo.py skips step 3 when source_params.all_paths() exist: they must be exactly the files a run of the
     script writes (here on one black image per subset)."""
-    load_data.set_root(tmp_path)
-    try:
-        for subset in load_data.SUBSETS:
-            images = load_data.raw_images_dir(subset)
-            images.mkdir(parents=True)
-            Image.fromarray(np.zeros((SIZE, SIZE, 3), np.uint8)).save(images / f"{BLANK_ID}.jpg")
-            np.save(load_data.ids_path(subset), np.array([BLANK_ID], dtype=np.int64))
-        assert extract.main(["--root", str(tmp_path), "--workers", "1"]) == 0
-        looked_for = source_params.all_paths()
-    finally:
-        load_data.set_root(None)
-    written = set((tmp_path / "data").glob("pysex_params_*"))
+    load_data.set_root(isolated)
+    for subset in load_data.SUBSETS:
+        images = load_data.raw_images_dir(subset)
+        images.mkdir(parents=True)
+        Image.fromarray(np.zeros((SIZE, SIZE, 3), np.uint8)).save(images / f"{BLANK_ID}.jpg")
+        np.save(load_data.ids_path(subset), np.array([BLANK_ID], dtype=np.int64))
+    assert extract.main(["--root", str(isolated), "--workers", "1"]) == 0
+    looked_for = source_params.all_paths()
+    written = set((isolated / "data").glob("pysex_params_*"))
     assert set(looked_for) == written and len(looked_for) == 4

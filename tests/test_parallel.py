@@ -8,26 +8,18 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 import parallel
+from helpers import PROJECT_DIR, one_megabyte
 
-PROJECT = Path(__file__).resolve().parents[1]
 TIMEOUT_SECONDS = 120  # 30 attempts take about 3 s
-
-
-def one_megabyte(k):
-    if k == 0:
-        raise ValueError(f"task {k} is bad")
-    return np.full(1 << 20, k % 256, dtype=np.uint8)
-
 
 FAIL_WHILE_OTHERS_SEND = """
 import sys
 sys.path[:0] = [{project!r}, {tests!r}]
 import parallel
-from test_parallel import one_megabyte
+from helpers import one_megabyte
 if __name__ == "__main__":
     for attempt in range({attempts}):
         with parallel.process_pool(2) as pool:
@@ -41,12 +33,13 @@ if __name__ == "__main__":
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("call", ["pool.map(one_megabyte, range(8))",
                                   "parallel.imap_unordered(pool, one_megabyte, range(8))"])
 def test_a_failing_task_ends_the_pool_every_time(call):
     attempts = 30
-    script = FAIL_WHILE_OTHERS_SEND.format(project=str(PROJECT), tests=str(PROJECT / "tests"), attempts=attempts,
-                                           call=call)
+    script = FAIL_WHILE_OTHERS_SEND.format(project=str(PROJECT_DIR), tests=str(Path(__file__).parent),
+                                           attempts=attempts, call=call)
     # its own session, so that a hung child and its workers can all be killed
     with subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                           start_new_session=True) as child:

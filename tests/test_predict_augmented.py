@@ -9,10 +9,9 @@ from PIL import Image
 import checkpoints
 import decision_tree
 import load_data
-from test_submission import make_label_root
-
-ra = pytest.importorskip("realtime_augmentation")
-import predict_augmented_npy  # noqa: E402  (needs realtime_augmentation)
+import predict_augmented_npy
+import realtime_augmentation as ra
+from helpers import TINY_MODEL_NAME, make_tiny_root, tiny_model, tiny_recipe
 
 ZOOMS = (1 / 1.2, 1.0, 1.2)
 ANGLES = np.arange(10) * 36.0
@@ -124,22 +123,13 @@ def test_average_is_invariant_to_a_36_degree_rotation_and_a_flip():
     assert change_averaged < change_identity / 20
 
 
-def make_image_root(path, num_train=20, num_test=3):
-    """make_label_root plus a smooth synthetic JPEG for every ID."""
-    root = make_label_root(path, num_train=num_train, num_test=num_test)
-    rng = np.random.default_rng(0)
-    for subset in load_data.SUBSETS:
-        folder = root / "data" / "raw" / load_data.RAW_IMAGE_FOLDERS[subset]
-        folder.mkdir(parents=True)
-        for galaxy_id in np.load(root / "data" / f"{subset}_ids.npy"):
-            image = smooth_galaxy(211.5 + rng.normal(0, 5, 2), np.diag(rng.uniform(0.7, 1.4, 2)))
-            Image.fromarray(image).save(folder / f"{galaxy_id}.jpg", quality=90)
-    return root
+def smooth_random_galaxy(rng):
+    """A smooth_galaxy near the image centre, stretched along the axes at random."""
+    return smooth_galaxy(211.5 + rng.normal(0, 5, 2), np.diag(rng.uniform(0.7, 1.4, 2)))
 
 
-def test_end_to_end_on_a_tiny_root(tmp_path, monkeypatch, capsys):
-    root = make_image_root(tmp_path / "root")
-    monkeypatch.setenv("GALAXY_RAM_DIR", str(tmp_path / "ram"))
+def test_end_to_end_on_a_tiny_root(isolated, monkeypatch, capsys):
+    root = make_tiny_root(isolated / "root", num_train=20, num_test=3, galaxy_image=smooth_random_galaxy)
     model = StandInModel(seed=1)
     loaded = []
 
@@ -148,16 +138,13 @@ def test_end_to_end_on_a_tiny_root(tmp_path, monkeypatch, capsys):
         return model, {"PREPROCESSING": None}
 
     monkeypatch.setattr(checkpoints, "load_trained", load_stand_in)
-    try:
-        assert predict_augmented_npy.main(["stand_in", "--root", str(root), "--num-transforms", "3",
-                                           "--device", "cpu", "--batch-size", "4", "--workers", "1"]) == 0
-        valid_path = predict_augmented_npy.target_path("stand_in", "valid")
-        test_path = predict_augmented_npy.target_path("stand_in", "test")
-        valid, test = load_data.load_gz(valid_path), load_data.load_gz(test_path)
-        train_ids, test_ids = load_data.load_ids("train"), load_data.load_ids("test")
-        valid_idx = load_data.train_valid_split(len(train_ids))[1]
-    finally:
-        load_data.set_root(None)
+    assert predict_augmented_npy.main(["stand_in", "--root", str(root), "--num-transforms", "3",
+                                       "--device", "cpu", "--batch-size", "4", "--workers", "1"]) == 0
+    valid_path = predict_augmented_npy.target_path("stand_in", "valid")
+    test_path = predict_augmented_npy.target_path("stand_in", "test")
+    valid, test = load_data.load_gz(valid_path), load_data.load_gz(test_path)
+    train_ids, test_ids = load_data.load_ids("train"), load_data.load_ids("test")
+    valid_idx = load_data.train_valid_split(len(train_ids))[1]
     assert loaded == ["stand_in"]
     assert valid.shape == (len(valid_idx), 37) and test.shape == (len(test_ids), 37)
     assert valid.dtype == np.float32 and test.dtype == np.float32
@@ -172,44 +159,22 @@ def test_end_to_end_on_a_tiny_root(tmp_path, monkeypatch, capsys):
     assert "identity transform only" in out and "averaged over 3 transforms" in out
 
 
-def test_missing_checkpoint_is_a_clear_error(tmp_path, capsys):
-    root = make_label_root(tmp_path / "root")
-    try:
-        assert predict_augmented_npy.main(["no_such_model", "--root", str(root), "--device", "cpu"]) == 1
-    finally:
-        load_data.set_root(None)
+def test_missing_checkpoint_is_a_clear_error(isolated, capsys):
+    root = make_tiny_root(isolated / "root", galaxy_image=None)
+    assert predict_augmented_npy.main(["no_such_model", "--root", str(root), "--device", "cpu"]) == 1
     assert "no_such_model.pt: no checkpoint" in capsys.readouterr().err
 
 
-TINY_RECIPE = '''"""A tiny model for the prediction tests."""
-import convnet
-
-PREPROCESSING = None
-
-
-def build_model():
-    return convnet.GalaxyConvNet(num_filters=(4, 4, 4, 4), dense_units=16)
-'''
-
-
-def test_end_to_end_from_a_saved_checkpoint(tmp_path, monkeypatch):
+def test_end_to_end_from_a_saved_checkpoint(isolated):
     """The checkpoint format of train.py (model, config, script) loaded by checkpoints.load_trained."""
-    import convnet
-
-    root = make_image_root(tmp_path / "root", num_train=10, num_test=2)
-    monkeypatch.setenv("GALAXY_RAM_DIR", str(tmp_path / "ram"))
-    script = tmp_path / "try_tiny_prediction_model.py"
-    script.write_text(TINY_RECIPE)
-    torch.manual_seed(0)
-    model = convnet.GalaxyConvNet(num_filters=(4, 4, 4, 4), dense_units=16)
+    root = make_tiny_root(isolated / "root", num_train=10, num_test=2, galaxy_image=smooth_random_galaxy)
+    script = tiny_recipe(isolated)["__file__"]
     load_data.set_root(root)
-    try:
-        checkpoints.save_checkpoint(checkpoints.checkpoint_path(script.stem), dict(model=model.state_dict(), script=str(script),
-                                                                      config={"PREPROCESSING": None}))
-        assert predict_augmented_npy.main([script.stem, "--root", str(root), "--num-transforms", "2",
-                                           "--device", "cpu", "--workers", "1"]) == 0
-        test = load_data.load_gz(predict_augmented_npy.target_path(script.stem, "test"))
-    finally:
-        load_data.set_root(None)
+    checkpoints.save_checkpoint(checkpoints.checkpoint_path(TINY_MODEL_NAME),
+                                dict(model=tiny_model(seed=0).state_dict(), script=str(script),
+                                     config={"PREPROCESSING": None}))
+    assert predict_augmented_npy.main([TINY_MODEL_NAME, "--root", str(root), "--num-transforms", "2",
+                                       "--device", "cpu", "--workers", "1"]) == 0
+    test = load_data.load_gz(predict_augmented_npy.target_path(TINY_MODEL_NAME, "test"))
     assert test.shape == (2, 37) and np.isfinite(test).all() and (test >= 0).all() and (test <= 1).all()
     assert not decision_tree.tree_violations(test, tol=1e-5)

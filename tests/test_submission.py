@@ -11,24 +11,15 @@ import decision_tree
 import load_data
 import score_predictions
 import submission
-
-
-def make_label_root(path, num_train=50, num_test=8, seed=0):
-    """A project root with only ID and label files (no images): train/test IDs, solutions_train.npy."""
-    rng = np.random.default_rng(seed)
-    (path / "data").mkdir(parents=True)
-    np.save(path / "data" / "train_ids.npy", 100_000 + 7 * np.arange(num_train, dtype=np.int64))
-    np.save(path / "data" / "test_ids.npy", 900_000 + 11 * np.arange(num_test, dtype=np.int64))
-    np.save(path / "data" / "solutions_train.npy", rng.uniform(0, 1, (num_train, 37)).astype(np.float32))
-    return path
+from helpers import make_tiny_root
 
 
 @pytest.fixture
-def label_root(tmp_path):
-    root = make_label_root(tmp_path / "root")
+def label_root(isolated):
+    """A tiny root of ID and label files (no images), set as the project root."""
+    root = make_tiny_root(isolated / "root", num_train=50, num_test=8, galaxy_image=None)
     load_data.set_root(root)
-    yield root
-    load_data.set_root(None)
+    return root
 
 
 def random_predictions(num, seed=0):

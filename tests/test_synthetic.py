@@ -13,16 +13,11 @@ import make_synthetic_data
 import synthetic_galaxies
 
 NUM_LEARNING_EXAMPLES, NUM_FIT = 300, 240
+pytestmark = pytest.mark.usefixtures("isolated")
 
 
-@pytest.fixture(autouse=True)
-def isolated_root():
-    yield
-    load_data.set_root(None)
-
-
-def make_root(root, seed, workers=1, num_train=6, num_test=3):
-    """Render a tiny dataset under `root`; returns main's exit status."""
+def render_synthetic_root(root, seed, workers=1, num_train=6, num_test=3):
+    """Render a tiny dataset under `root` with make_synthetic_data.py; returns its exit status."""
     return make_synthetic_data.main(["--root", str(root), "--num-train", str(num_train), "--num-test",
                                      str(num_test), "--seed", str(seed), "--workers", str(workers)])
 
@@ -34,9 +29,9 @@ def dataset_files(root):
 
 
 def test_same_seed_same_bytes_different_seed_differs(tmp_path):
-    assert make_root(tmp_path / "a", seed=3, workers=1) == 0
-    assert make_root(tmp_path / "b", seed=3, workers=2) == 0
-    assert make_root(tmp_path / "c", seed=4, workers=1) == 0
+    assert render_synthetic_root(tmp_path / "a", seed=3, workers=1) == 0
+    assert render_synthetic_root(tmp_path / "b", seed=3, workers=2) == 0
+    assert render_synthetic_root(tmp_path / "c", seed=4, workers=1) == 0
     first, again, other = (dataset_files(tmp_path / name) for name in "abc")
     assert first == again
     assert len(first) == 6 + 3 + 2
@@ -46,7 +41,7 @@ def test_same_seed_same_bytes_different_seed_differs(tmp_path):
 
 
 def test_kaggle_layout_csvs_and_ids(tmp_path):
-    assert make_root(tmp_path, seed=0, num_train=20, num_test=10) == 0
+    assert render_synthetic_root(tmp_path, seed=0, num_train=20, num_test=10) == 0
     load_data.set_root(tmp_path)
     train = pd.read_csv(load_data.solutions_csv_path())
     test = pd.read_csv(load_data.synthetic_test_solutions_path())
@@ -67,8 +62,8 @@ def test_kaggle_layout_csvs_and_ids(tmp_path):
 
 
 def test_refuses_folder_with_images_unless_overwrite(tmp_path, capsys):
-    assert make_root(tmp_path, seed=0) == 0
-    assert make_root(tmp_path, seed=1) == 1
+    assert render_synthetic_root(tmp_path, seed=0) == 0
+    assert render_synthetic_root(tmp_path, seed=1) == 1
     assert "already holds 6 images" in capsys.readouterr().err
     assert make_synthetic_data.main(["--root", str(tmp_path), "--num-train", "4", "--num-test", "2",
                                      "--seed", "1", "--workers", "1", "--overwrite"]) == 0

@@ -2,7 +2,7 @@
 (cv2), borders included; the colour noise equals the numpy version; geometry and the device cache.
 
 Measured agreement with warp_views on the real sample (and on synthetic blobs): the views differ by at most
-WARP_TOLERANCE (see there) over all pixels of all views, translations up to 300 px included."""
+helpers.WARP_TOLERANCE (see there) over all pixels of all views, translations up to 300 px included."""
 import cv2
 import numpy as np
 import pytest
@@ -11,13 +11,10 @@ import torch
 import load_data
 import realtime_augmentation as ra
 import torch_augmentation as ta
+from helpers import WARP_TOLERANCE
 
 NUM_IMAGES = 6
-# warp_views (cv2.warpAffine on uint8) rounds its result to whole grey levels, up to half a level
-# (0.5 / 255 = 0.0019608) from the bilinear value that grid_sample computes in float32; cv2's fixed-point
-# weights add a little: the measured maximum over 3 seeds, real and synthetic images, borders included,
-# is 0.0019637. Before that rounding (cv2 on the float32 image) the two agree to FLOAT_TOLERANCE.
-WARP_TOLERANCE = 0.5 / 255 + 5e-5
+# Before warp_views rounds to uint8 (cv2 on the float32 image), it and warp_batch agree to FLOAT_TOLERANCE.
 FLOAT_TOLERANCE = 2e-5
 BORDER_TEST_AUGMENTATION = dict(ra.DEFAULT_AUGMENTATION, translation_range=(-300, 300))
 
@@ -36,13 +33,11 @@ def synthetic_blobs(count, seed=0):
 
 
 @pytest.fixture(scope="module")
-def images(request):
+def images(real_sample_if_present):
     """uint8 (NUM_IMAGES, 424, 424, 3): real training images when the sample is present, else blobs."""
-    try:
-        sample = request.getfixturevalue("real_sample")
-    except pytest.skip.Exception:
+    if real_sample_if_present is None:
         return synthetic_blobs(NUM_IMAGES)
-    paths = sorted((sample / "images_train_rev1").glob("*.jpg"))[:NUM_IMAGES]
+    paths = sorted((real_sample_if_present / "images_train_rev1").glob("*.jpg"))[:NUM_IMAGES]
     return np.stack([load_data.decode_jpeg(p) for p in paths])
 
 

@@ -1,6 +1,6 @@
 """train.py: the Nesterov update, one step lowering the loss, and short CPU runs of the shared loop on a tiny
 synthetic root with a small model (stopped by a signal and resumed, ending exactly where an uninterrupted
-run ends), plus a smoke run on the real sample (skipped when ../shared/real_sample is absent)."""
+run ends), plus a smoke run on the real sample (skipped when it is absent)."""
 import csv
 import gzip
 import os
@@ -14,100 +14,27 @@ import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 import checkpoints
-import convnet
 import decision_tree
 import load_data
 import train
+from helpers import (PROJECT_DIR, TINY_MODEL_NAME, TINY_RECIPE_SOURCE, make_tiny_root, tiny_model, tiny_recipe,
+                     tree_valid_labels)
 
-MODEL_NAME = "try_tiny_test_model"
-RECIPE_SOURCE = '''"""A small model on the shared loop, for the tests."""
-import convnet
-import realtime_augmentation
-import train
-
-BATCH_SIZE = 4
-MOMENTUM = 0.9
-LEARNING_RATE_SCHEDULE = {0: 0.04, 1800: 0.004, 2300: 0.0004}
-CHUNK_SIZE = 8
-NUM_CHUNKS = 2500
-VALIDATE_EVERY = 2
-NUM_CHUNKS_NONORM = 1
-AUGMENTATION = realtime_augmentation.DEFAULT_AUGMENTATION
-PREPROCESSING = None
-SEED = 3
-
-
-def build_model():
-    return convnet.GalaxyConvNet(num_filters=(4, 4, 4, 4), dense_units=16)
-
-
-if __name__ == "__main__":
-    train.main(globals())
-'''
 SHORT_RUN = ["--num-chunks", "3", "--workers", "0"]  # no process pools: quicker on 2 cores
-
-
-def small_model(seed=0):
-    torch.manual_seed(seed)
-    return convnet.GalaxyConvNet(num_filters=(4, 4, 4, 4), dense_units=16)
-
-
-def tree_valid_labels(num, rng):
-    """(num, 37) labels in which every question's answers sum to the answer it hangs from."""
-    labels = np.zeros((num, decision_tree.NUM_OUTPUTS))
-    for columns, parent in zip(decision_tree.QUESTION_SLICES, decision_tree.PARENT_INDEX):
-        scale = np.ones(num) if parent is None else labels[:, parent]
-        labels[:, columns] = rng.dirichlet(np.ones(columns.stop - columns.start), num) * scale[:, None]
-    return labels.astype(np.float32)
-
-
-def synthetic_galaxy(rng):
-    """A blurry random blob on a dark noisy sky: uint8 (424, 424, 3)."""
-    rows, cols = np.mgrid[0:load_data.IMAGE_SIZE, 0:load_data.IMAGE_SIZE]
-    centre = 212 + rng.normal(0, 5, 2)
-    radius2 = ((cols - centre[0]) ** 2 + ((rows - centre[1]) / rng.uniform(0.4, 1.0)) ** 2) / rng.uniform(200, 2000)
-    image = np.exp(-radius2)[..., None] * rng.uniform(0.4, 1.0, 3) + rng.normal(0.03, 0.01, (424, 424, 3))
-    return (np.clip(image, 0, 1) * 255).astype(np.uint8)
-
-
-def make_tiny_root(path, num_train=40, num_test=5, seed=0):
-    """A project root with random JPEGs, ID files and tree-valid labels, built directly."""
-    rng = np.random.default_rng(seed)
-    for subset, count, first_id in (("train", num_train, 100_008), ("test", num_test, 900_001)):
-        folder = path / "data" / "raw" / load_data.RAW_IMAGE_FOLDERS[subset]
-        folder.mkdir(parents=True)
-        ids = first_id + 13 * np.arange(count, dtype=np.int64)
-        for galaxy_id in ids:
-            Image.fromarray(synthetic_galaxy(rng)).save(folder / f"{galaxy_id}.jpg", quality=90)
-        np.save(path / "data" / f"{subset}_ids.npy", ids)
-    np.save(path / "data" / "solutions_train.npy", tree_valid_labels(num_train, rng))
-    return path
-
-
-@pytest.fixture
-def isolated(tmp_path, monkeypatch):
-    """No RAM copy of anyone's data, and the root forgotten after the test."""
-    monkeypatch.setenv("GALAXY_RAM_DIR", str(tmp_path / "ram"))
-    monkeypatch.delenv("GALAXY_ROOT", raising=False)
-    yield tmp_path
-    load_data.set_root(None)
 
 
 @pytest.fixture
 def recipe(tmp_path):
-    """The small model's try script, written to tmp_path and imported; returns its globals."""
-    script = tmp_path / f"{MODEL_NAME}.py"
-    script.write_text(RECIPE_SOURCE)
-    return vars(checkpoints.import_try_script(MODEL_NAME, script))
+    """The tiny try script, written to tmp_path and imported; returns its globals."""
+    return tiny_recipe(tmp_path)
 
 
 def run_training(recipe, root, *options):
     train.main(recipe, ["--root", str(root), *SHORT_RUN, *options])
     load_data.set_root(root)
-    return checkpoints.load_checkpoint(checkpoints.checkpoint_path(MODEL_NAME))
+    return checkpoints.load_checkpoint(checkpoints.checkpoint_path(TINY_MODEL_NAME))
 
 
 def test_nesterov_update_follows_the_formula_across_a_learning_rate_change():
@@ -129,10 +56,10 @@ def test_nesterov_update_follows_the_formula_across_a_learning_rate_change():
 
 @pytest.mark.parametrize("normalise", [False, True])
 def test_one_training_step_lowers_the_loss_on_a_fixed_batch(normalise):
-    model = small_model().eval()  # dropout off, so the loss is the same function before and after
+    model = tiny_model().eval()  # dropout off, so the loss is the same function before and after
     generator = torch.Generator().manual_seed(0)
     views = torch.rand(8, 2, 3, 69, 69, generator=generator)
-    labels = torch.from_numpy(tree_valid_labels(8, np.random.default_rng(0)))
+    labels = torch.from_numpy(tree_valid_labels(8, np.random.default_rng(0)).astype(np.float32))
     optimizer = train.NesterovMomentum(model.parameters(), lr=0.04, momentum=0.9)
     before = train.train_batch(model, optimizer, views, labels, normalise)
     with torch.no_grad():
@@ -150,15 +77,15 @@ def test_schedule_scaling_and_lookup():
 def test_interrupted_run_resumes_to_the_same_parameters(isolated, recipe, monkeypatch):
     root = make_tiny_root(isolated / "root")
     uninterrupted = run_training(recipe, root)
-    curve = train.learning_curve_path(MODEL_NAME)
+    curve = train.learning_curve_path(TINY_MODEL_NAME)
     assert curve.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    csv_path = load_data.predictions_dir() / f"{MODEL_NAME}.csv.gz"
+    csv_path = load_data.predictions_dir() / f"{TINY_MODEL_NAME}.csv.gz"
     with gzip.open(csv_path, "rt") as f:
         rows = list(csv.reader(f))
     assert tuple(rows[0]) == decision_tree.CSV_HEADER
     assert [int(r[0]) for r in rows[1:]] == list(np.load(root / "data" / "test_ids.npy"))
     assert np.isfinite(uninterrupted["valid_rmse"]) and len(uninterrupted["losses_train"]) == 3
-    torch.load(checkpoints.checkpoint_path(MODEL_NAME), weights_only=True)
+    torch.load(checkpoints.checkpoint_path(TINY_MODEL_NAME), weights_only=True)
 
     # Stop by SIGTERM in the middle of chunk 2 (after its first batch), then run the same command again.
     real_train_batch, calls = train.train_batch, []
@@ -181,18 +108,19 @@ def test_interrupted_run_resumes_to_the_same_parameters(isolated, recipe, monkey
         assert torch.equal(resumed["model"][name], tensor), name
     assert resumed["losses_train"] == uninterrupted["losses_train"]
 
-    model, config = checkpoints.load_trained(MODEL_NAME)
+    model, config = checkpoints.load_trained(TINY_MODEL_NAME)
     assert not model.training and config["NUM_CHUNKS"] == 3 and config["PREPROCESSING"] is None
 
 
+@pytest.mark.slow
 def test_sigterm_to_the_script_saves_and_a_rerun_finishes_like_an_uninterrupted_run(isolated, recipe):
     """The command-line path with a worker pool: SIGTERM once the log shows a chunk done, exit 0, run again."""
     root = make_tiny_root(isolated / "root", num_train=20, num_test=2)
     options = ["--root", str(root), "--num-chunks", "12", "--validate-every", "6", "--workers", "1"]
     train.main(recipe, options)
-    uninterrupted = checkpoints.load_checkpoint(checkpoints.checkpoint_path(MODEL_NAME))
+    uninterrupted = checkpoints.load_checkpoint(checkpoints.checkpoint_path(TINY_MODEL_NAME))
 
-    env = dict(os.environ, PYTHONPATH=str(Path(train.__file__).parent))
+    env = dict(os.environ, PYTHONPATH=str(PROJECT_DIR))
     script = Path(recipe["__file__"])
     with subprocess.Popen([sys.executable, str(script), *options, "--fresh"], stdout=subprocess.PIPE,
                           stderr=subprocess.DEVNULL, text=True, env=env) as process:
@@ -203,11 +131,11 @@ def test_sigterm_to_the_script_saves_and_a_rerun_finishes_like_an_uninterrupted_
         output = process.stdout.read()
         assert process.wait(timeout=60) == 0
     assert "stopped after chunk" in output
-    stopped = checkpoints.load_checkpoint(checkpoints.checkpoint_path(MODEL_NAME))
+    stopped = checkpoints.load_checkpoint(checkpoints.checkpoint_path(TINY_MODEL_NAME))
     assert 1 <= stopped["next_chunk"] < 12
 
     train.main(recipe, options)
-    resumed = checkpoints.load_checkpoint(checkpoints.checkpoint_path(MODEL_NAME))
+    resumed = checkpoints.load_checkpoint(checkpoints.checkpoint_path(TINY_MODEL_NAME))
     for name, tensor in uninterrupted["model"].items():
         assert torch.equal(resumed["model"][name], tensor), name
 
@@ -216,10 +144,8 @@ def test_training_loop_enforces_max_norm(isolated, tmp_path):
     """A recipe with max-norm limits below the initial weights' RMS (about 1e-3): after chunks of 10 updates each
     (the loop rescales every 10), no unit of either dense layer is above its limit and some sit on it."""
     limits = (1e-4, 2e-4)
-    source = RECIPE_SOURCE.replace("dense_units=16)", f"dense_units=16, max_norm={limits})")
-    script = tmp_path / f"{MODEL_NAME}.py"
-    script.write_text(source)
-    recipe = vars(checkpoints.import_try_script(MODEL_NAME, script))
+    recipe = tiny_recipe(tmp_path, TINY_RECIPE_SOURCE.replace("dense_units=16)",
+                                                               f"dense_units=16, max_norm={limits})"))
     root = make_tiny_root(isolated / "root", num_train=20, num_test=2)
     state = run_training(recipe, root, "--chunk-size", str(10 * recipe["BATCH_SIZE"]))
     model = recipe["build_model"]()
@@ -265,7 +191,7 @@ def test_smoke_on_the_real_sample(isolated, recipe, real_sample):
     np.save(root / "data" / "solutions_train.npy", labels)
 
     train.main(recipe, ["--root", str(root), "--num-chunks", "2", "--workers", "1", "--max-valid", "8"])
-    state = checkpoints.load_checkpoint(checkpoints.checkpoint_path(MODEL_NAME))
+    state = checkpoints.load_checkpoint(checkpoints.checkpoint_path(TINY_MODEL_NAME))
     assert len(state["losses_train"]) == 2 and np.isfinite(state["valid_rmse"])
     assert state["valid_predictions"].shape == (8, decision_tree.NUM_OUTPUTS)
-    assert (load_data.predictions_dir() / f"{MODEL_NAME}.csv.gz").exists()
+    assert (load_data.predictions_dir() / f"{TINY_MODEL_NAME}.csv.gz").exists()

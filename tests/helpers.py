@@ -1,0 +1,120 @@
+"""What the tests share besides fixtures: the project folder, the tiny model and its try script, labels valid in
+the decision tree, the one builder of tiny project roots, isolation from shared data, and a few constants."""
+import contextlib
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+import checkpoints
+import convnet
+import decision_tree
+import load_data
+
+PROJECT_DIR = Path(__file__).resolve().parents[1]
+
+TINY_MODEL_NAME = "try_tiny_test_model"
+TINY_RECIPE_SOURCE = '''"""A small model on the shared loop, for the tests."""
+import convnet
+import realtime_augmentation
+import train
+
+BATCH_SIZE = 4
+MOMENTUM = 0.9
+LEARNING_RATE_SCHEDULE = {0: 0.04, 1800: 0.004, 2300: 0.0004}
+CHUNK_SIZE = 8
+NUM_CHUNKS = 2500
+VALIDATE_EVERY = 2
+NUM_CHUNKS_NONORM = 1
+AUGMENTATION = realtime_augmentation.DEFAULT_AUGMENTATION
+PREPROCESSING = None
+SEED = 3
+
+
+def build_model():
+    return convnet.GalaxyConvNet(num_filters=(4, 4, 4, 4), dense_units=16)
+
+
+if __name__ == "__main__":
+    train.main(globals())
+'''
+
+# torch_augmentation.warp_batch against realtime_augmentation.warp_views: warp_views (cv2.warpAffine on uint8)
+# rounds its result to whole grey levels, up to half a level (0.5 / 255 = 0.0019608) from the bilinear value that
+# grid_sample computes in float32; cv2's fixed-point weights add a little: the measured maximum over 3 seeds, real
+# and synthetic images, borders included, is 0.0019637.
+WARP_TOLERANCE = 0.5 / 255 + 5e-5
+
+
+def tiny_model(seed=0):
+    """The network of the tiny try script, initialised from `seed`."""
+    torch.manual_seed(seed)
+    return convnet.GalaxyConvNet(num_filters=(4, 4, 4, 4), dense_units=16)
+
+
+def tiny_recipe(folder, source=TINY_RECIPE_SOURCE, model_name=TINY_MODEL_NAME):
+    """Write the try script `source` to folder/<model_name>.py and import it; returns its globals (the recipe)."""
+    script = folder / f"{model_name}.py"
+    script.write_text(source)
+    return vars(checkpoints.import_try_script(model_name, script))
+
+
+def tree_valid_labels(num_rows, rng, zero_fraction=0.2):
+    """(num_rows, 37) float64 labels that obey the tree by construction: per question, random fractions
+    summing to 1 (some answers set to exactly 0, as in the real data), scaled by the parent answer."""
+    labels = np.zeros((num_rows, decision_tree.NUM_OUTPUTS))
+    for question_slice, parent in zip(decision_tree.QUESTION_SLICES, decision_tree.PARENT_INDEX):
+        width = question_slice.stop - question_slice.start
+        weights = rng.random((num_rows, width)) * (rng.random((num_rows, width)) > zero_fraction)
+        weights[weights.sum(axis=1) == 0, 0] = 1.0
+        fractions = weights / weights.sum(axis=1, keepdims=True)
+        scale = 1.0 if parent is None else labels[:, parent:parent + 1]
+        labels[:, question_slice] = fractions * scale
+    return labels
+
+
+def random_galaxy(rng):
+    """A blurry random blob on a dark noisy sky: uint8 (424, 424, 3)."""
+    rows, cols = np.mgrid[0:load_data.IMAGE_SIZE, 0:load_data.IMAGE_SIZE]
+    centre = 212 + rng.normal(0, 5, 2)
+    radius2 = ((cols - centre[0]) ** 2 + ((rows - centre[1]) / rng.uniform(0.4, 1.0)) ** 2) / rng.uniform(200, 2000)
+    image = np.exp(-radius2)[..., None] * rng.uniform(0.4, 1.0, 3) + rng.normal(0.03, 0.01, (424, 424, 3))
+    return (np.clip(image, 0, 1) * 255).astype(np.uint8)
+
+
+def make_tiny_root(path, num_train=40, num_test=5, seed=0, galaxy_image=random_galaxy):
+    """A project root as the data scripts leave it, built directly: data/train_ids.npy, data/test_ids.npy,
+    data/solutions_train.npy (float32 tree-valid labels) and, unless galaxy_image is None, a JPEG per ID under
+    data/raw drawn by galaxy_image(rng) (uint8 (424, 424, 3)). Returns path."""
+    rng = np.random.default_rng(seed)
+    (path / "data").mkdir(parents=True)
+    for subset, count, first_id in (("train", num_train, 100_008), ("test", num_test, 900_001)):
+        ids = first_id + 13 * np.arange(count, dtype=np.int64)
+        if galaxy_image is not None:
+            folder = path / "data" / "raw" / load_data.RAW_IMAGE_FOLDERS[subset]
+            folder.mkdir(parents=True)
+            for galaxy_id in ids:
+                Image.fromarray(galaxy_image(rng)).save(folder / f"{galaxy_id}.jpg", quality=90)
+        np.save(path / "data" / f"{subset}_ids.npy", ids)
+    np.save(path / "data" / "solutions_train.npy", tree_valid_labels(num_train, rng).astype(np.float32))
+    return path
+
+
+@contextlib.contextmanager
+def isolation(monkeypatch, folder):
+    """Inside: no RAM copy of anyone's data (GALAXY_RAM_DIR is folder/ram) and no $GALAXY_ROOT; after: the root
+    that was set inside forgotten."""
+    monkeypatch.setenv("GALAXY_RAM_DIR", str(folder / "ram"))
+    monkeypatch.delenv("GALAXY_ROOT", raising=False)
+    try:
+        yield folder
+    finally:
+        load_data.set_root(None)
+
+
+def one_megabyte(k):
+    """A process-pool task: task 0 fails, every other returns 1 MiB (a result large enough to fill the pipe)."""
+    if k == 0:
+        raise ValueError(f"task {k} is bad")
+    return np.full(1 << 20, k % 256, dtype=np.uint8)
