@@ -82,7 +82,7 @@ def predict_augmented(model, galaxy_ids, subset, transforms, prepro, device, bat
     return averaged, first_only
 
 
-def target_path(model_name, split):
+def averaged_path(model_name, split):
     """predictions/final/augmented/<split>/<model_name>.npy.gz (split: 'valid' or 'test')."""
     return load_data.augmented_predictions_dir(split) / f"{model_name}.npy.gz"
 
@@ -119,7 +119,7 @@ def run(args, ranks=distributed.Ranks()):
                                                    label=split)
         if not ranks.is_main:
             continue
-        path = target_path(args.model, split)
+        path = averaged_path(args.model, split)
         load_data.save_gz(path, np.clip(averaged, 0.0, 1.0).astype(np.float32))
         print(f"wrote {path}")
         results[split] = (averaged, identity)

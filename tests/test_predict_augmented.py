@@ -140,8 +140,8 @@ def test_end_to_end_on_a_tiny_root(isolated, monkeypatch, capsys):
     monkeypatch.setattr(checkpoints, "load_trained", load_stand_in)
     assert predict_augmented_npy.main(["stand_in", "--root", str(root), "--num-transforms", "3",
                                        "--device", "cpu", "--batch-size", "4", "--workers", "1"]) == 0
-    valid_path = predict_augmented_npy.target_path("stand_in", "valid")
-    test_path = predict_augmented_npy.target_path("stand_in", "test")
+    valid_path = predict_augmented_npy.averaged_path("stand_in", "valid")
+    test_path = predict_augmented_npy.averaged_path("stand_in", "test")
     valid, test = load_data.load_gz(valid_path), load_data.load_gz(test_path)
     train_ids, test_ids = load_data.load_ids("train"), load_data.load_ids("test")
     valid_idx = load_data.train_valid_split(len(train_ids))[1]
@@ -175,6 +175,6 @@ def test_end_to_end_from_a_saved_checkpoint(isolated):
                                      config={"PREPROCESSING": None}))
     assert predict_augmented_npy.main([TINY_MODEL_NAME, "--root", str(root), "--num-transforms", "2",
                                        "--device", "cpu", "--workers", "1"]) == 0
-    test = load_data.load_gz(predict_augmented_npy.target_path(TINY_MODEL_NAME, "test"))
+    test = load_data.load_gz(predict_augmented_npy.averaged_path(TINY_MODEL_NAME, "test"))
     assert test.shape == (2, 37) and np.isfinite(test).all() and (test >= 0).all() and (test <= 1).all()
     assert not decision_tree.tree_violations(test, tol=1e-5)
