@@ -41,11 +41,16 @@ What each column holds (SExtractor's catalogue parameter in brackets):
 Like SExtractor, the radii leave out the pixels of neighbouring detections ("blanking"), and FLUX_AUTO and
 the growth curve take instead the pixel symmetric about the galaxy's centre (its default MASK_TYPE CORRECT).
 
+A run stopped by Ctrl-C or an error keeps the images measured so far in data/pysex_params_<subset>.partial.npz
+(also every minute); the same command then continues from there.
+
 An image where nothing is detected or a measurement fails gets, as in the original, x = y = 211.5 (no shift)
 and NaN in every other column; those rows are counted in the printed summary.
 """
 import argparse
+import json
 import os
+import signal
 import sys
 import time
 
@@ -64,6 +69,7 @@ CENTRALITY_SCALE = 5000.0  # the salience prior is exp(-d^2 / CENTRALITY_SCALE)
 GREEN = 1  # the channel measured, as in the original
 PIXEL_ORIGIN = 1.0  # SExtractor's coordinate of the first pixel's centre (sep's is 0)
 DEFAULT_WORKERS = 8  # the original's process count, capped by the machine's cores
+PARTIAL_SAVE_SECONDS = 60  # how often an unfinished run keeps what it has measured
 
 # SExtractor's defaults (`sex -d`), which the original left unchanged apart from DETECT_THRESH.
 BACK_SIZE = 64
@@ -340,32 +346,71 @@ def measure_image(task):
 
 
 def init_worker(root):
-    """Pool initialiser: the workers read from the same root as the parent."""
+    """Pool initialiser: the workers read from the same root as the parent and leave Ctrl-C to it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     load_data.set_root(root)
+
+
+def partial_path(subset):
+    """data/pysex_params_<subset>.partial.npz: the images of an unfinished run measured so far."""
+    return load_data.data_dir() / f"pysex_params_{subset}.partial.npz"
+
+
+def save_partial(subset, backend, galaxy_ids, results):
+    """Keep the results of the first len(results) of galaxy_ids, for a rerun to continue from."""
+    done = np.asarray(galaxy_ids[:len(results)], dtype=np.int64)
+    with load_data.atomic_path(partial_path(subset)) as tmp, open(tmp, "wb") as file:
+        np.savez(file, galaxy_ids=done, backend=backend, results=json.dumps(results))
+
+
+def load_partial(subset, backend, galaxy_ids):
+    """The results an earlier run of the same backend kept for a prefix of galaxy_ids, else []."""
+    path = partial_path(subset)
+    if not path.exists():
+        return []
+    try:
+        with np.load(path) as saved:
+            done, saved_backend, results = saved["galaxy_ids"], str(saved["backend"]), json.loads(str(saved["results"]))
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"{path}: unreadable ({exc}); starting {subset} from the first image")
+        return []
+    if saved_backend != backend or len(done) > len(galaxy_ids) or (done != galaxy_ids[:len(done)]).any():
+        print(f"{path}: made by another backend or for other images; starting {subset} from the first image")
+        return []
+    print(f"{path}: continuing after the {len(done)} images measured by an earlier run")
+    return results
 
 
 def extract_subset(subset, workers, limit=None, backend="sep"):
     """Measure every image of a subset (the first `limit` ones when given) with a backend of BACKENDS,
-    in parallel.
+    in parallel. After an interruption (Ctrl-C) or an error, the images measured so far are kept in
+    partial_path(subset) and the next run of the same backend over the same IDs continues from there.
     Returns ({set name: (N, columns) float64 array}, {set name: list of failure messages}, seconds)."""
     ids = load_data.load_ids(subset)
     if limit is not None:
         ids = ids[:limit]
-    tasks = [(int(galaxy_id), subset, backend) for galaxy_id in ids]
+    results = load_partial(subset, backend, ids)
+    tasks = [(int(galaxy_id), subset, backend) for galaxy_id in ids[len(results):]]
     start = time.time()
-    progress = dict(total=len(tasks), desc=f"{backend} {subset}", unit="img")
-    if workers <= 1:
-        init_worker(load_data.root())
-        results = [measure_image(task) for task in tqdm(tasks, **progress)]
-    else:
-        chunksize = max(1, min(100, len(tasks) // (4 * workers)))
-        with parallel.process_pool(workers, initializer=init_worker, initargs=(load_data.root(),)) as pool:
-            results = list(tqdm(pool.map(measure_image, tasks, chunksize=chunksize), **progress))
+    progress = dict(total=len(ids), initial=len(results), desc=f"{backend} {subset}", unit="img")
+    last_save = time.time()
+    try:
+        with parallel.process_pool(max(workers, 1), initializer=init_worker, initargs=(load_data.root(),)) as pool:
+            chunksize = max(1, min(20, len(tasks) // (4 * max(workers, 1))))
+            for result in tqdm(pool.map(measure_image, tasks, chunksize=chunksize), **progress):
+                results.append(result)
+                if time.time() - last_save > PARTIAL_SAVE_SECONDS:
+                    save_partial(subset, backend, ids, results)
+                    last_save = time.time()
+    except BaseException:
+        if results:
+            save_partial(subset, backend, ids, results)
+        raise
     seconds = time.time() - start
     arrays, failures = {}, {}
     for k, param_set in enumerate(PARAM_SETS):
         rows = [result[k][0] for result in results]
-        arrays[param_set.name] = np.array(rows, dtype=np.float64).reshape(len(tasks), len(param_set.columns))
+        arrays[param_set.name] = np.array(rows, dtype=np.float64).reshape(len(ids), len(param_set.columns))
         failures[param_set.name] = [result[k][1] for result in results if result[k][1] is not None]
     return arrays, failures, seconds
 
@@ -427,11 +472,18 @@ def extract_and_save(subsets, workers, limit, backend):
             load_data.save_gz(path, arrays[param_set.name])
             print("\n".join(summary_lines(param_set, arrays[param_set.name], failures[param_set.name])))
             print(f"  saved {path}")
+        partial_path(subset).unlink(missing_ok=True)
 
 
 def main(argv=None):
-    return load_data.run_script(
-        argument_parser(), lambda args: extract_and_save(args.subsets, args.workers, args.limit, args.backend), argv)
+    try:
+        return load_data.run_script(
+            argument_parser(), lambda args: extract_and_save(args.subsets, args.workers, args.limit, args.backend),
+            argv)
+    except KeyboardInterrupt:
+        print("\nstopped; the images measured so far are kept in data/pysex_params_<subset>.partial.npz, and the "
+              "same command continues from there", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

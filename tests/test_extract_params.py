@@ -1,5 +1,10 @@
 """extract_pysex_params.py: the measurements on synthetic galaxies with known profiles, and a run of the
 script on real images (skipped when the real sample is absent)."""
+import signal
+import subprocess
+import sys
+import time
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -8,6 +13,7 @@ from scipy.optimize import brentq
 import extract_pysex_params as extract
 import load_data
 import source_params
+from helpers import PROJECT_DIR, make_tiny_root
 
 SIZE = load_data.IMAGE_SIZE
 PARAM_SETS = {param_set.name: param_set for param_set in source_params.PARAM_SETS}
@@ -211,3 +217,58 @@ def test_schema_names_the_files_extraction_writes(isolated):
     looked_for = source_params.all_paths()
     written = set((isolated / "data").glob("pysex_params_*"))
     assert set(looked_for) == written and len(looked_for) == 4
+
+
+# ---------------------------------------------------------------------------------------------------
+# Interrupted runs continue where they stopped
+
+
+def test_run_stopped_by_an_error_continues_from_the_images_measured(isolated, capsys):
+    """A broken image stops the run; once it is replaced, the rerun measures only the images after those
+    already measured (the whole chunks of tasks before the broken one), and the files equal those of an
+    uninterrupted run."""
+    make_tiny_root(isolated, num_train=12, num_test=1)
+    assert extract.main(["--root", str(isolated), "--workers", "2", "--subsets", "train"]) == 0
+    clean = {p.name: load_data.load_gz(source_params.target_path(p, "train")) for p in source_params.PARAM_SETS}
+    ids = load_data.load_ids("train")
+    broken = load_data.image_path(ids[8], "train")
+    good_bytes = broken.read_bytes()
+    broken.write_bytes(b"not a jpeg")
+    assert extract.main(["--root", str(isolated), "--workers", "1", "--subsets", "train"]) == 1
+    with np.load(extract.partial_path("train")) as saved:
+        kept = len(saved["galaxy_ids"])
+        assert 0 < kept <= 8
+        np.testing.assert_array_equal(saved["galaxy_ids"], ids[:kept])
+    capsys.readouterr()
+    broken.write_bytes(good_bytes)
+    assert extract.main(["--root", str(isolated), "--workers", "2", "--subsets", "train"]) == 0
+    assert f"continuing after the {kept} images" in capsys.readouterr().out
+    assert not extract.partial_path("train").exists()
+    for param_set in source_params.PARAM_SETS:
+        np.testing.assert_array_equal(load_data.load_gz(source_params.target_path(param_set, "train")),
+                                      clean[param_set.name])
+
+
+def test_partial_results_of_another_backend_are_not_used(isolated, capsys):
+    make_tiny_root(isolated, num_train=3, num_test=1)
+    load_data.set_root(isolated)
+    extract.save_partial("train", "sextractor", load_data.load_ids("train"), [[([1.0] * 6, None), ([1.0] * 9, None)]])
+    assert extract.main(["--root", str(isolated), "--workers", "1", "--subsets", "train"]) == 0
+    assert "made by another backend or for other images" in capsys.readouterr().out
+    assert (load_data.load_gz(source_params.target_path(source_params.GEN2, "train"))[0] != 1.0).any()
+
+
+@pytest.mark.slow
+def test_ctrl_c_keeps_the_images_measured(isolated):
+    """SIGINT during a run: exit status 130, one message and no traceback, the measured images kept."""
+    make_tiny_root(isolated, num_train=400, num_test=1)
+    process = subprocess.Popen([sys.executable, str(PROJECT_DIR / "extract_pysex_params.py"), "--root", str(isolated),
+                                "--workers", "2", "--subsets", "train"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    time.sleep(4.0)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert "Traceback" not in err and "same command continues" in err
+    with np.load(isolated / "data" / "pysex_params_train.partial.npz") as saved:
+        assert 0 < len(saved["galaxy_ids"]) < 400
