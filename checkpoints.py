@@ -10,8 +10,11 @@ import numpy as np
 import torch
 
 import load_data
+import realtime_augmentation as ra
 
 HERE = Path(__file__).resolve().parent
+# Settings added to the recipe after checkpoints were first written, with the value every older run had.
+CONFIG_DEFAULTS = {"INPUT": ra.ORIGINAL_INPUT}
 
 
 def pick_device(name):
@@ -61,6 +64,11 @@ def import_try_script(model_name, fallback_path=None):
     return module
 
 
+def with_defaults(config):
+    """A checkpoint's config completed with CONFIG_DEFAULTS for the settings it predates."""
+    return {**CONFIG_DEFAULTS, **config}
+
+
 def load_trained(model_name, device="cpu"):
     """The trained model of analysis/final/<model_name>.pt in eval mode, and its config dict."""
     path = checkpoint_path(model_name)
@@ -69,7 +77,7 @@ def load_trained(model_name, device="cpu"):
     state = load_checkpoint(path)
     model = import_try_script(model_name, state.get("script")).build_model()
     model.load_state_dict(state["model"])
-    return model.to(device).eval(), state["config"]
+    return model.to(device).eval(), with_defaults(state["config"])
 
 
 @torch.no_grad()

@@ -65,13 +65,13 @@ def predict_views(model, views, device, batch_size=BATCH_SIZE):
 
 
 def predict_augmented(model, galaxy_ids, subset, transforms, prepro, device, batch_size=BATCH_SIZE, workers=None,
-                      label=None, progress=True):
+                      label=None, progress=True, views=None):
     """Predictions for galaxy_ids (N,) of `subset` averaged over transforms (T, 3, 3), and those of
     transforms[0] alone: two (N, 37) float64 arrays in the order of galaxy_ids. label names the progress bar
-    (shown when `progress`)."""
+    (shown when `progress`); views: the model's ra.InputViews (default: the original's)."""
     averaged = np.empty((len(galaxy_ids), decision_tree.NUM_OUTPUTS))
     first_only = np.empty_like(averaged)
-    views_source = ra.fixed_views(galaxy_ids, subset, transforms, prepro=prepro, num_workers=workers)
+    views_source = ra.fixed_views(galaxy_ids, subset, transforms, prepro=prepro, num_workers=workers, views=views)
     with tqdm(total=len(galaxy_ids), desc=label or subset, unit="img",
               dynamic_ncols=True, mininterval=1.0, disable=not progress) as bar:
         for positions, views in views_source:
@@ -87,13 +87,13 @@ def averaged_path(model_name, split):
     return load_data.augmented_predictions_dir(split) / f"{model_name}.npy.gz"
 
 
-def predict_split_sharded(model, galaxy_ids, subset, transforms, prepro, args, device, ranks, label):
+def predict_split_sharded(model, galaxy_ids, subset, transforms, prepro, args, device, ranks, label, views):
     """predict_augmented of this rank's shard of galaxy_ids (positions rank::world_size), gathered: on rank 0
     the two (N, 37) arrays in the order of galaxy_ids, on the other ranks (None, None)."""
     shard = distributed.rank_positions(len(galaxy_ids), ranks)
     averaged, identity = predict_augmented(model, galaxy_ids[shard], subset, transforms,
                                            None if prepro is None else prepro[shard], device, args.batch_size,
-                                           args.workers, label=label, progress=ranks.is_main)
+                                           args.workers, label=label, progress=ranks.is_main, views=views)
     return (distributed.gather_rows(averaged, len(galaxy_ids), ranks),
             distributed.gather_rows(identity, len(galaxy_ids), ranks))
 
@@ -116,7 +116,7 @@ def run(args, ranks=distributed.Ranks()):
     for split, ids, subset in splits:
         prepro = ra.prepro_matrices(config["PREPROCESSING"], ids, subset)
         averaged, identity = predict_split_sharded(model, ids, subset, transforms, prepro, args, device, ranks,
-                                                   label=split)
+                                                   label=split, views=ra.input_views(config["INPUT"]))
         if not ranks.is_main:
             continue
         path = averaged_path(args.model, split)

@@ -1,5 +1,6 @@
-"""Turn 424x424 galaxy images into the network's input: two 69x69 views per image, augmented at random for
-training (RandomChunks) or by fixed transforms for validation and test-time averaging (fixed_views).
+"""Turn 424x424 galaxy images into the network's input, augmented at random for training (RandomChunks) or by
+fixed transforms for validation and test-time averaging (fixed_views). What a model sees is its input
+declaration (input_views): by default the original's two 69x69 views per image; or one square view of any size.
 
 Coordinates: every transform is a (3, 3) float64 homogeneous matrix mapping OUTPUT pixel coordinates
 (x = column, y = row) to INPUT pixel coordinates, the inverse-map convention of skimage.transform.warp.
@@ -12,6 +13,7 @@ borders, as in the original solution. Pixel (i, j) has its centre at (j, i); the
 """
 import collections
 import math
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -84,6 +86,36 @@ VIEW_TRANSFORMS = [
 ]
 
 
+@dataclass(frozen=True)
+class InputViews:
+    """What a model sees of each image: one size x size view per (3, 3) transform (view output -> centred image,
+    before augmentation and preprocessing). The network gets (B, len(transforms), 3, size, size)."""
+    size: int
+    transforms: tuple
+
+    @property
+    def num_views(self):
+        return len(self.transforms)
+
+
+ORIGINAL_INPUT = "original"  # the 2014 members' declaration
+
+
+def input_views(declaration=ORIGINAL_INPUT):
+    """The InputViews of a recipe's INPUT: "original" (the two 69x69 views: the centre 207x207 3x down, and the
+    same turned 45 degrees), or (size, region): one size x size view of the centre region x region pixels
+    (224, 224: the centre 224x224 as it is; 112, 224: the same square 2x down)."""
+    if declaration == ORIGINAL_INPUT:
+        return InputViews(VIEW_SIZE, tuple(VIEW_TRANSFORMS))
+    try:
+        size, region = (int(value) for value in declaration)
+    except (TypeError, ValueError):
+        raise ValueError(f"INPUT must be {ORIGINAL_INPUT!r} or (size, region) in pixels, got {declaration!r}") from None
+    if not (size > 0 and 0 < region <= IMAGE_SIZE):
+        raise ValueError(f"INPUT (size, region) needs size > 0 and 0 < region <= {IMAGE_SIZE}, got {declaration!r}")
+    return InputViews(size, (downsample_transform(region / size, size),))
+
+
 def random_augmentation(rng, zoom_range, rotation_range, translation_range, do_flip):
     """One random augmentation (3, 3), drawn as the original did: translation x and y uniform in
     translation_range, rotation uniform in rotation_range (degrees), a flip with probability 1/2 (no draw when
@@ -140,24 +172,24 @@ def tta_transforms(num_rotations=TTA_NUM_ROTATIONS, zooms=TTA_ZOOMS, flips=TTA_F
                      for zoom in zooms for angle in angles for flip in flips])
 
 
-def view_matrices(augment, prepro=None):
-    """The two views' (3, 3) matrices for one image: (2, 3, 3)."""
+def view_matrices(augment, prepro=None, views=None):
+    """The views' (3, 3) matrices for one image: (V, 3, 3); views: InputViews (default: the original's two)."""
     outer = augment if prepro is None else prepro @ augment
-    return np.stack([outer @ view for view in VIEW_TRANSFORMS])
+    return np.stack([outer @ view for view in (views or input_views()).transforms])
 
 
 # ---------------------------------------------------------------------------------------------------
 # Warping
 
 
-def warp_uint8(image_uint8, matrices):
-    """Fast path: image (424, 424, 3) uint8, matrices (..., 3, 3) -> uint8 (..., 3, 69, 69), one
+def warp_uint8(image_uint8, matrices, size=VIEW_SIZE):
+    """Fast path: image (424, 424, 3) uint8, matrices (..., 3, 3) -> uint8 (..., 3, size, size), one
     cv2.warpAffine call (all channels) per matrix."""
     image = np.ascontiguousarray(image_uint8)
     flat = np.asarray(matrices, dtype=np.float64).reshape(-1, 3, 3)
-    out = np.empty((len(flat), NUM_CHANNELS, VIEW_SIZE, VIEW_SIZE), dtype=np.uint8)
+    out = np.empty((len(flat), NUM_CHANNELS, size, size), dtype=np.uint8)
     for k, matrix in enumerate(flat):
-        warped = cv2.warpAffine(image, matrix[:2], (VIEW_SIZE, VIEW_SIZE), flags=CV2_FLAGS, borderMode=CV2_BORDER)
+        warped = cv2.warpAffine(image, matrix[:2], (size, size), flags=CV2_FLAGS, borderMode=CV2_BORDER)
         out[k] = warped.transpose(2, 0, 1)
     return out.reshape(np.shape(matrices)[:-2] + out.shape[1:])
 
@@ -195,9 +227,10 @@ def _init_worker(root):
 
 
 def _warp_task(task):
-    """(subset, galaxy_ids (n,), matrices (n, ..., 3, 3)) -> uint8 (n, ..., 3, 69, 69)."""
-    subset, galaxy_ids, matrices = task
-    return np.stack([warp_uint8(load_data.load_image_uint8(g, subset), m) for g, m in zip(galaxy_ids, matrices)])
+    """(subset, galaxy_ids (n,), matrices (n, ..., 3, 3), size) -> uint8 (n, ..., 3, size, size)."""
+    subset, galaxy_ids, matrices, size = task
+    return np.stack([warp_uint8(load_data.load_image_uint8(g, subset), m, size)
+                     for g, m in zip(galaxy_ids, matrices)])
 
 
 def _warp_prefetcher(keys, build, num_workers):
@@ -214,33 +247,36 @@ def _tasks_per_chunk(num_workers):
 
 
 def draw_chunk_plan(rng, num_images, chunk_size, augmentation=DEFAULT_AUGMENTATION, colour_std=COLOUR_STD,
-                    prepro=None):
+                    prepro=None, views=None):
     """The random content of one training chunk, drawn from `rng` in this order: chunk_size positions into the
     num_images images (without repeats until every image was drawn once, as the original did), each image's
-    augmentation in order, then each image's colour-noise amount. prepro: None or (num_images, 3, 3).
-    Returns ChunkPlan(positions int64 (n,), matrices float64 (n, 2, 3, 3) view matrices, noise float32 (n,))."""
+    augmentation in order, then each image's colour-noise amount. prepro: None or (num_images, 3, 3); views:
+    InputViews (default: the original's). Returns ChunkPlan(positions int64 (n,), matrices float64 (n, V, 3, 3)
+    view matrices, noise float32 (n,))."""
+    views = views or input_views()
     rounds = -(-chunk_size // num_images)
     positions = np.concatenate([rng.permutation(num_images) for _ in range(rounds)])[:chunk_size].astype(np.int64)
-    matrices = np.empty((len(positions), NUM_VIEWS, 3, 3))
+    matrices = np.empty((len(positions), views.num_views, 3, 3))
     for i, position in enumerate(positions):
         matrices[i] = view_matrices(random_augmentation(rng, **augmentation),
-                                    None if prepro is None else prepro[position])
+                                    None if prepro is None else prepro[position], views)
     return ChunkPlan(positions, matrices, colour_noise_amounts(rng, len(positions), colour_std))
 
 
 class RandomChunks:
     """Chunks of freshly augmented training images, prepared in background processes.
 
-    Iterating yields Chunk(index, views float32 (n, 2, 3, 69, 69), labels float32 (n, 37), positions int64
-    (n,)) for chunk indices start_chunk .. num_chunks - 1, n = chunk_size; positions index galaxy_ids.
+    Iterating yields Chunk(index, views float32 (n, V, 3, S, S) as `views` (InputViews, default the original's
+    two 69x69) declares, labels float32 (n, 37), positions int64 (n,)) for chunk indices start_chunk .. num_chunks - 1, n = chunk_size; positions index galaxy_ids.
     Chunk k depends only on (seed, k): rng = np.random.default_rng([seed, k]) draws its plan (draw_chunk_plan:
     the images, each image's augmentation, the colour noise). `select` (indices into the chunk_size images of
     a chunk) builds only those images, in that order (n = len(select)): one process's share of every chunk."""
 
     def __init__(self, galaxy_ids, labels, subset="train", chunk_size=10000, num_chunks=2500, seed=0,
                  augmentation=DEFAULT_AUGMENTATION, colour_std=COLOUR_STD, prepro=None, start_chunk=0,
-                 num_workers=None, select=None):
+                 num_workers=None, select=None, views=None):
         self.galaxy_ids = np.asarray(galaxy_ids)
+        self.views = views or input_views()
         self.labels = np.asarray(labels, dtype=np.float32)
         if len(self.labels) != len(self.galaxy_ids):
             raise ValueError(f"{len(self.labels)} label rows for {len(self.galaxy_ids)} galaxy IDs")
@@ -258,7 +294,7 @@ class RandomChunks:
     def plan(self, index):
         """ChunkPlan of chunk `index`, restricted to `select` when given."""
         plan = draw_chunk_plan(np.random.default_rng([self.seed, index]), len(self.galaxy_ids), self.chunk_size,
-                               self.augmentation, self.colour_std, self.prepro)
+                               self.augmentation, self.colour_std, self.prepro, self.views)
         return plan if self.select is None else ChunkPlan(*(array[self.select] for array in plan))
 
     def build_chunk(self, index, warp_all):
@@ -266,7 +302,7 @@ class RandomChunks:
         positions, matrices, noise = self.plan(index)
         ids = self.galaxy_ids[positions]
         pieces = parallel.split(len(positions), _tasks_per_chunk(self.num_workers))
-        warped = warp_all([(self.subset, ids[piece], matrices[piece]) for piece in pieces])
+        warped = warp_all([(self.subset, ids[piece], matrices[piece], self.views.size) for piece in pieces])
         views = apply_colour_noise(to_float(np.concatenate(warped)), noise)
         return Chunk(index, views, self.labels[positions], positions)
 
@@ -284,10 +320,12 @@ def default_images_per_chunk(num_transforms):
     return max(1, 500 // num_transforms)
 
 
-def fixed_views(galaxy_ids, subset, augments, prepro=None, images_per_chunk=None, num_workers=None):
+def fixed_views(galaxy_ids, subset, augments, prepro=None, images_per_chunk=None, num_workers=None, views=None):
     """Every image under every fixed transform, in order, no randomness; prepared one chunk ahead in background
-    processes. augments: (T, 3, 3); prepro: None or (N, 3, 3) aligned with galaxy_ids.
-    Yields (positions int64 (m,), views float32 (m, T, 2, 3, 69, 69)), positions indexing galaxy_ids."""
+    processes. augments: (T, 3, 3); prepro: None or (N, 3, 3) aligned with galaxy_ids; views: InputViews
+    (default: the original's). Yields (positions int64 (m,), views float32 (m, T, V, 3, S, S)), positions
+    indexing galaxy_ids."""
+    views = views or input_views()
     galaxy_ids = np.asarray(galaxy_ids)
     augments = np.asarray(augments, dtype=np.float64).reshape(-1, 3, 3)
     if prepro is not None and np.shape(prepro) != (len(galaxy_ids), 3, 3):
@@ -298,10 +336,10 @@ def fixed_views(galaxy_ids, subset, augments, prepro=None, images_per_chunk=None
 
     def build(start, warp_all):
         positions = np.arange(start, min(start + images_per_chunk, len(galaxy_ids)), dtype=np.int64)
-        matrices = np.stack([np.stack([view_matrices(augment, None if prepro is None else prepro[p])
+        matrices = np.stack([np.stack([view_matrices(augment, None if prepro is None else prepro[p], views)
                                        for augment in augments]) for p in positions])
         pieces = parallel.split(len(positions), _tasks_per_chunk(num_workers))
-        warped = warp_all([(subset, galaxy_ids[positions[piece]], matrices[piece]) for piece in pieces])
+        warped = warp_all([(subset, galaxy_ids[positions[piece]], matrices[piece], views.size) for piece in pieces])
         return positions, to_float(np.concatenate(warped))
 
     with _warp_prefetcher(starts, build, num_workers) as chunks:
@@ -309,15 +347,15 @@ def fixed_views(galaxy_ids, subset, augments, prepro=None, images_per_chunk=None
             yield chunks.get()
 
 
-def identity_views(galaxy_ids, subset, prepro=None, num_workers=None):
-    """The untransformed views of each image (the original's validation input): (N, 2, 3, 69, 69) float32."""
-    views = None
+def identity_views(galaxy_ids, subset, prepro=None, num_workers=None, views=None):
+    """The untransformed views of each image (the original's validation input): (N, V, 3, S, S) float32."""
+    result = None
     for positions, chunk_views in fixed_views(galaxy_ids, subset, np.eye(3)[None], prepro=prepro,
-                                              num_workers=num_workers):
-        if views is None:
-            views = np.empty((len(galaxy_ids),) + chunk_views.shape[2:], dtype=np.float32)
-        views[positions] = chunk_views[:, 0]
-    return views
+                                              num_workers=num_workers, views=views):
+        if result is None:
+            result = np.empty((len(galaxy_ids),) + chunk_views.shape[2:], dtype=np.float32)
+        result[positions] = chunk_views[:, 0]
+    return result
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -325,9 +363,11 @@ def identity_views(galaxy_ids, subset, prepro=None, num_workers=None):
 # pictures for the documentation use them to check and show what the functions above compute.
 
 
-def warp_views(image_uint8, augment, prepro=None):
-    """image uint8 (424, 424, 3), augment (3, 3), prepro (3, 3) or None -> float32 (2, 3, 69, 69) in [0, 1]."""
-    return to_float(warp_uint8(image_uint8, view_matrices(augment, prepro)))
+def warp_views(image_uint8, augment, prepro=None, views=None):
+    """image uint8 (424, 424, 3), augment (3, 3), prepro (3, 3) or None, views InputViews or None (the original's)
+    -> float32 (V, 3, S, S) in [0, 1]."""
+    views = views or input_views()
+    return to_float(warp_uint8(image_uint8, view_matrices(augment, prepro, views), views.size))
 
 
 def warp_views_reference(image_float, augment, prepro=None):

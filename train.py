@@ -164,6 +164,8 @@ def run_config(recipe, args):
                                                        config["NUM_CHUNKS"])
     config["AUGMENTATION"] = {key: tuple(v) if isinstance(v, (list, tuple)) else v
                               for key, v in dict(config["AUGMENTATION"]).items()}
+    config["INPUT"] = recipe.get("INPUT", ra.ORIGINAL_INPUT)
+    ra.input_views(config["INPUT"])  # refuses a malformed declaration before any work
     chunk_size, batch_size = config["CHUNK_SIZE"], config["BATCH_SIZE"]
     if chunk_size % batch_size:
         below, above = chunk_size // batch_size * batch_size, (chunk_size // batch_size + 1) * batch_size
@@ -324,7 +326,7 @@ def run(recipe, args, ranks=distributed.Ranks()):
     if not trainer.finished():
         if ranks.is_main:
             log("preparing the validation views")
-            valid_views = ra.identity_views(valid_ids, "train", valid_prepro, args.workers)
+            valid_views = ra.identity_views(valid_ids, "train", valid_prepro, args.workers, trainer.views)
         chunks = trainer.chunk_source(split.train_ids, split.train_labels)
         if trainer.train_to_end(chunks, valid_views, valid_labels, mean_baseline) == "stopped":
             return
@@ -333,7 +335,7 @@ def run(recipe, args, ranks=distributed.Ranks()):
 
     log("final predictions")
     if valid_views is None:
-        valid_views = ra.identity_views(valid_ids, "train", valid_prepro, args.workers)
+        valid_views = ra.identity_views(valid_ids, "train", valid_prepro, args.workers, trainer.views)
     valid_predictions = np.clip(predict(model, valid_views, device), 0.0, 1.0)
     valid_rmse = submission.rmse(valid_predictions, valid_labels)
     log(f"final validation RMSE {valid_rmse:.6f} (training-mean baseline {mean_baseline:.6f})")
@@ -343,7 +345,7 @@ def run(recipe, args, ranks=distributed.Ranks()):
 
 
 class LoadedChunk:
-    """A chunk's views (n, 2, 3, 69, 69) and labels (n, 37) as tensors on the training device."""
+    """A chunk's views (n, V, 3, S, S) and labels (n, 37) as tensors on the training device."""
 
     def __init__(self, chunk, device):
         self.index = chunk.index
@@ -360,14 +362,14 @@ class PlannedChunk:
     """A chunk whose plan (realtime_augmentation.ChunkPlan) is warped on the cache's device a minibatch at a
     time: the views RandomChunks builds for the same plan, up to interpolation rounding (it rounds to uint8)."""
 
-    def __init__(self, index, plan, cache, labels):
-        """cache: DeviceImageCache of the training images; labels: (N, 37) tensor on its device."""
-        self.index, self.plan, self.cache, self.labels = index, plan, cache, labels
+    def __init__(self, index, plan, cache, labels, size):
+        """cache: DeviceImageCache of the training images; labels: (N, 37) tensor on its device; size: the views'."""
+        self.index, self.plan, self.cache, self.labels, self.size = index, plan, cache, labels, size
 
     def batch(self, b, size):
         rows = slice(b * size, (b + 1) * size)
         positions = torch.from_numpy(self.plan.positions[rows]).to(self.cache.device)
-        views = self.cache.views(positions, self.plan.matrices[rows])
+        views = self.cache.views(positions, self.plan.matrices[rows], self.size)
         ta.add_colour_noise_torch(views, torch.from_numpy(self.plan.noise[rows]))
         return views, self.labels.index_select(0, positions)
 
@@ -377,7 +379,7 @@ def planned_chunks(random_chunks, device):
     cache = ta.DeviceImageCache.from_ids(random_chunks.galaxy_ids, random_chunks.subset, device)
     labels = torch.from_numpy(random_chunks.labels).to(device)
     for k in range(random_chunks.start_chunk, random_chunks.num_chunks):
-        yield PlannedChunk(k, random_chunks.plan(k), cache, labels)
+        yield PlannedChunk(k, random_chunks.plan(k), cache, labels, random_chunks.views.size)
 
 
 class Trainer:
@@ -392,6 +394,7 @@ class Trainer:
         self.optimizer = NesterovMomentum(model.parameters(), momentum=config["MOMENTUM"],
                                           lr=learning_rate_at(config["LEARNING_RATE_SCHEDULE"], 0))
         self.checkpoint_path = checkpoints.checkpoint_path(model_name)
+        self.views = ra.input_views(config["INPUT"])
         self.state = dict(next_chunk=0, next_batch=0, chunk_losses=[], losses_train=[], losses_valid=[])
 
     def finished(self):
@@ -402,10 +405,11 @@ class Trainer:
         config."""
         path, config = self.checkpoint_path, self.config
         saved = checkpoints.load_checkpoint(path)
-        if saved["config"] != config:
-            differing = sorted(k for k in set(config) | set(saved["config"]) if saved["config"].get(k) != config.get(k))
+        saved_config = checkpoints.with_defaults(saved["config"])
+        if saved_config != config:
+            differing = sorted(k for k in set(config) | set(saved_config) if saved_config.get(k) != config.get(k))
             raise load_data.DataError(f"{path}: checkpoint was made with other settings ({', '.join(differing)}: "
-                                      f"{[saved['config'].get(k) for k in differing]} now "
+                                      f"{[saved_config.get(k) for k in differing]} now "
                                       f"{[config.get(k) for k in differing]}); use the same options, or --fresh to "
                                       "start over")
         self.model.load_state_dict(saved["model"])
@@ -430,7 +434,8 @@ class Trainer:
                                  num_chunks=config["NUM_CHUNKS"], seed=config["SEED"],
                                  augmentation=config["AUGMENTATION"],
                                  prepro=ra.prepro_matrices(config["PREPROCESSING"], train_ids, "train"),
-                                 start_chunk=self.state["next_chunk"], num_workers=self.args.workers, select=share)
+                                 start_chunk=self.state["next_chunk"], num_workers=self.args.workers, select=share,
+                                 views=self.views)
         if self.args.data_on_device:
             log(f"holding {len(train_ids)} training images on {self.device}")
             return planned_chunks(chunks, self.device)
@@ -514,7 +519,8 @@ class Trainer:
 def write_test_predictions(model, config, device, workers, model_name):
     """Predict every test image (no augmentation) and write predictions/final/<model>.csv.gz."""
     test_ids = load_data.load_ids("test")
-    views = ra.identity_views(test_ids, "test", ra.prepro_matrices(config["PREPROCESSING"], test_ids, "test"), workers)
+    views = ra.identity_views(test_ids, "test", ra.prepro_matrices(config["PREPROCESSING"], test_ids, "test"), workers,
+                              ra.input_views(config["INPUT"]))
     predictions = np.clip(predict(model, views, device), 0.0, 1.0)
     path = checkpoints.submission_path(model_name)
     submission.write_submission(path, test_ids, predictions)

@@ -295,3 +295,49 @@ def test_save_views_png(tmp_path, images):
     ra.save_views_png(images[0], path, augment=ra.augmentation_transform(rotation=30, zoom=1.2))
     with Image.open(path) as picture:
         assert picture.format == "PNG" and picture.size[0] > 400
+
+
+# ---------------------------------------------------------------------------------------------------
+# Input declarations other than the original's two views
+
+
+def test_square_view_is_the_centre_crop():
+    """INPUT (224, 224): the untransformed view is the image's centre 224x224, pixel for pixel."""
+    image = np.random.default_rng(0).integers(0, 256, (424, 424, 3), dtype=np.uint8)
+    views = ra.input_views((224, 224))
+    view = ra.warp_uint8(image, ra.view_matrices(np.eye(3), None, views), views.size)
+    assert view.shape == (1, 3, 224, 224)
+    np.testing.assert_array_equal(view[0], image[100:324, 100:324].transpose(2, 0, 1))
+
+
+def test_half_size_view_is_the_centre_crop_2x_down():
+    """INPUT (112, 224): the same square at half resolution; each pixel is the mean of a 2x2 block, up to
+    rounding to uint8 (a mean of four integers is a multiple of 0.25, rounded by at most half a level)."""
+    image = np.random.default_rng(1).integers(0, 256, (424, 424, 3), dtype=np.uint8)
+    views = ra.input_views((112, 224))
+    view = ra.warp_uint8(image, ra.view_matrices(np.eye(3), None, views), views.size)[0].astype(np.float64)
+    blocks = image[100:324, 100:324].astype(np.float64).reshape(112, 2, 112, 2, 3).mean(axis=(1, 3))
+    assert np.abs(view - blocks.transpose(2, 0, 1)).max() <= 0.5
+
+
+def test_square_view_under_augmentation_agrees_with_a_direct_warp():
+    """A 224 px view under a random augmentation: the fast path against skimage's warp with the same matrix
+    (the original's interpolation and border), within rounding to uint8."""
+    from skimage.transform import warp
+    rng = np.random.default_rng(2)
+    image = np.random.default_rng(3).integers(0, 256, (424, 424, 3), dtype=np.uint8)
+    views = ra.input_views((224, 224))
+    for _ in range(3):
+        augment = ra.random_augmentation(rng, **ra.DEFAULT_AUGMENTATION)
+        fast = ra.warp_views(image, augment, views=views)
+        matrix = ra.view_matrices(augment, None, views)[0]
+        direct = np.stack([warp(image[..., c] / 255.0, matrix, output_shape=(224, 224), order=1, mode="reflect")
+                           for c in range(3)])
+        assert np.abs(fast[0] - direct).max() <= 0.5 / 255 + 1e-4
+
+
+def test_malformed_input_declarations_are_refused():
+    for declaration in ("big", (0, 224), (224, 500), (224,), None):
+        with pytest.raises(ValueError, match="INPUT"):
+            ra.input_views(declaration)
+    assert ra.input_views().size == ra.VIEW_SIZE and ra.input_views().num_views == 2

@@ -135,7 +135,7 @@ def test_end_to_end_on_a_tiny_root(isolated, monkeypatch, capsys):
 
     def load_stand_in(name, device="cpu"):
         loaded.append(name)
-        return model, {"PREPROCESSING": None}
+        return model, checkpoints.with_defaults({"PREPROCESSING": None})
 
     monkeypatch.setattr(checkpoints, "load_trained", load_stand_in)
     assert predict_augmented_npy.main(["stand_in", "--root", str(root), "--num-transforms", "3",

@@ -18,6 +18,8 @@ import torch.nn.functional as F
 import checkpoints
 import decision_tree
 import load_data
+import predict_augmented_npy
+import realtime_augmentation as ra
 import train
 from helpers import (PROJECT_DIR, TINY_MODEL_NAME, TINY_RECIPE_SOURCE, make_tiny_root, tiny_model, tiny_recipe,
                      tree_valid_labels)
@@ -195,3 +197,41 @@ def test_smoke_on_the_real_sample(isolated, recipe, real_sample):
     assert len(state["losses_train"]) == 2 and np.isfinite(state["valid_rmse"])
     assert state["valid_predictions"].shape == (8, decision_tree.NUM_OUTPUTS)
     assert (load_data.predictions_dir() / f"{TINY_MODEL_NAME}.csv.gz").exists()
+
+
+SINGLE_VIEW_RECIPE_SOURCE = TINY_RECIPE_SOURCE.replace('''def build_model():
+    return convnet.GalaxyConvNet(num_filters=(4, 4, 4, 4), dense_units=16)''', '''INPUT = (24, 224)  # one 24x24 view of the centre 224x224
+
+
+class SingleView(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, stride=2), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                                       torch.nn.Flatten(), torch.nn.Linear(4, 37))
+        self.output = layers.GalaxyOutput()
+
+    def forward(self, views, normalise=True):
+        assert views.shape[1:] == (1, 3, 24, 24), views.shape  # what INPUT declares, in training and prediction
+        return self.output(self.net(views[:, 0]), normalise=normalise)
+
+
+def build_model():
+    return SingleView()''').replace("import convnet\n", "import torch\n\nimport layers\n")
+
+
+@pytest.mark.parametrize("where", ["workers", "device"])
+def test_a_model_declaring_one_square_view_trains_and_predicts(isolated, tmp_path, where):
+    """INPUT = (24, 224): training (views from the worker path, or warped on the device), the final predictions,
+    and test-time averaging all give the model (B, 1, 3, 24, 24)."""
+    recipe = tiny_recipe(tmp_path, SINGLE_VIEW_RECIPE_SOURCE)
+    root = make_tiny_root(isolated / "root", num_train=20, num_test=2)
+    state = run_training(recipe, root, *(["--data-on-device"] if where == "device" else []))
+    assert state["config"]["INPUT"] == (24, 224)
+    assert len(state["losses_train"]) == 3 and np.isfinite(state["valid_rmse"])
+    model = recipe["build_model"]()
+    model.load_state_dict(state["model"])
+    test_ids = load_data.load_ids("test")
+    averaged, _ = predict_augmented_npy.predict_augmented(model, test_ids, "test", ra.tta_transforms()[:2], None,
+                                                          torch.device("cpu"), workers=0, progress=False,
+                                                          views=ra.input_views(state["config"]["INPUT"]))
+    assert averaged.shape == (2, decision_tree.NUM_OUTPUTS)
