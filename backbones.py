@@ -86,6 +86,18 @@ class PretrainedNet(nn.Module):
     def set_dropout(self, p):
         self.dropout.p = p
 
+    def layer_groups(self):
+        """The parameters in three lists, earliest first, for discriminative learning rates: the first half of
+        the backbone's blocks (with its stem), the second half (with its last norm), the head."""
+        backbone = self.backbone
+        if self.name == "resnet50":
+            early, late = [backbone.embedder, *backbone.encoder.stages[:2]], list(backbone.encoder.stages[2:])
+        else:
+            half = len(backbone.encoder.layer) // 2
+            early = [backbone.embeddings, *backbone.encoder.layer[:half]]
+            late = [*backbone.encoder.layer[half:], backbone.layernorm]
+        return [[p for module in modules for p in module.parameters()] for modules in (early, late, [self.head])]
+
 
 def create_model(name, dropout=0.0, output="tree"):
     """A PretrainedNet with random weights (load_weights puts the pretrained ones in)."""

@@ -14,7 +14,7 @@ import realtime_augmentation as ra
 
 HERE = Path(__file__).resolve().parent
 # Settings added to the recipe after checkpoints were first written, with the value every older run had.
-CONFIG_DEFAULTS = {"INPUT": ra.ORIGINAL_INPUT}
+CONFIG_DEFAULTS = {"INPUT": ra.ORIGINAL_INPUT, "COLOUR_STD": ra.COLOUR_STD}
 
 
 def pick_device(name):

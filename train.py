@@ -58,6 +58,7 @@ import load_data
 import precision
 import realtime_augmentation as ra
 import source_params
+import stages
 import submission
 import torch_augmentation as ta
 
@@ -67,6 +68,10 @@ import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
 # The recipe constants every try_*.py defines; they are stored in the checkpoint as the run's config.
 RECIPE_KEYS = ("BATCH_SIZE", "MOMENTUM", "LEARNING_RATE_SCHEDULE", "CHUNK_SIZE", "NUM_CHUNKS", "VALIDATE_EVERY",
                "NUM_CHUNKS_NONORM", "AUGMENTATION", "PREPROCESSING", "SEED")
+# A recipe trained in stages (stages.py) states these instead; its NUM_CHUNKS is the sum of its stages'.
+STAGED_RECIPE_KEYS = ("BATCH_SIZE", "OPTIMIZER", "STAGES", "CHUNK_SIZE", "VALIDATE_EVERY", "NUM_CHUNKS_NONORM",
+                      "AUGMENTATION", "PREPROCESSING", "SEED")
+EPOCH = "epoch"  # CHUNK_SIZE of one pass over the training images (the last incomplete minibatch left out)
 MAX_NORM_EVERY = 10  # batches between max-norm rescalings, as in the original solution
 EVAL_BATCH_SIZE = 64  # images per forward pass when predicting (dropout off, so it does not change results)
 LOOP_STATE_KEYS = ("next_chunk", "next_batch", "chunk_losses", "losses_train", "losses_valid")
@@ -125,8 +130,8 @@ def learning_rate_at(schedule, chunk):
 def parse_args(recipe, argv=None):
     parser = argparse.ArgumentParser(description=recipe.get("__doc__"),
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--num-chunks", type=int, help=f"training chunks (recipe: {recipe['NUM_CHUNKS']}); "
-                        "the learning-rate schedule is scaled to match")
+    parser.add_argument("--num-chunks", type=int, help=f"training chunks (recipe: {recipe_chunks(recipe)}); "
+                        "the learning-rate schedule (or the stages) is scaled to match")
     parser.add_argument("--chunk-size", type=int, help=f"images per chunk (recipe: {recipe['CHUNK_SIZE']}); a multiple "
                         "of the batch size, so that every image drawn is trained on (other values are refused)")
     parser.add_argument("--validate-every", type=int,
@@ -153,21 +158,38 @@ def parse_args(recipe, argv=None):
     return args
 
 
+def recipe_chunks(recipe):
+    """The recipe's number of chunks: NUM_CHUNKS, or the sum of its stages'."""
+    return sum(stage["chunks"] for stage in recipe["STAGES"]) if "STAGES" in recipe else recipe["NUM_CHUNKS"]
+
+
 def run_config(recipe, args):
     """The recipe's constants with the command-line overrides applied, as plain Python values."""
-    config = {key: recipe[key] for key in RECIPE_KEYS}
+    staged = "STAGES" in recipe
+    config = {key: recipe[key] for key in (STAGED_RECIPE_KEYS if staged else RECIPE_KEYS)}
+    config["NUM_CHUNKS"] = recipe_chunks(recipe)
     overrides = dict(NUM_CHUNKS=args.num_chunks, CHUNK_SIZE=args.chunk_size, VALIDATE_EVERY=args.validate_every,
                      BATCH_SIZE=args.batch_size, SEED=args.seed)
     config.update({key: value for key, value in overrides.items() if value is not None})
     config["INIT"] = args.init
-    config["LEARNING_RATE_SCHEDULE"] = scaled_schedule(recipe["LEARNING_RATE_SCHEDULE"], recipe["NUM_CHUNKS"],
-                                                       config["NUM_CHUNKS"])
     config["AUGMENTATION"] = {key: tuple(v) if isinstance(v, (list, tuple)) else v
                               for key, v in dict(config["AUGMENTATION"]).items()}
+    config["COLOUR_STD"] = recipe.get("COLOUR_STD", ra.COLOUR_STD)
     config["INPUT"] = recipe.get("INPUT", ra.ORIGINAL_INPUT)
-    ra.input_views(config["INPUT"])  # refuses a malformed declaration before any work
+    if staged:
+        stage_list = stages.scaled(stages.parse(recipe["STAGES"], config["INPUT"]), config["NUM_CHUNKS"])
+        config.update(STAGES=stages.as_config(stage_list), NUM_CHUNKS=sum(stage.chunks for stage in stage_list),
+                      INPUT=stage_list[-1].input, OPTIMIZER=dict(recipe["OPTIMIZER"]))
+        if config["OPTIMIZER"].get("name") not in stages.OPTIMIZERS:
+            raise ValueError(f"OPTIMIZER name must be one of {sorted(stages.OPTIMIZERS)}, got {config['OPTIMIZER']}")
+        for stage in stage_list:
+            ra.input_views(stage.input)  # refuses a malformed declaration before any work
+    else:
+        config["LEARNING_RATE_SCHEDULE"] = scaled_schedule(recipe["LEARNING_RATE_SCHEDULE"], recipe["NUM_CHUNKS"],
+                                                           config["NUM_CHUNKS"])
+        ra.input_views(config["INPUT"])
     chunk_size, batch_size = config["CHUNK_SIZE"], config["BATCH_SIZE"]
-    if chunk_size % batch_size:
+    if chunk_size != EPOCH and chunk_size % batch_size:
         below, above = chunk_size // batch_size * batch_size, (chunk_size // batch_size + 1) * batch_size
         raise ValueError(f"chunk size {chunk_size} is not a multiple of the batch size {batch_size}: the last "
                          f"{chunk_size % batch_size} images of every chunk would never be trained on; use "
@@ -300,10 +322,17 @@ def run(recipe, args, ranks=distributed.Ranks()):
         log(tf32_note)
     log(f"model {model_name} on {device}{f' x {ranks.world_size} ranks' if ranks.active else ''}; "
         f"writing {checkpoints.checkpoint_path(model_name)}")
-    log(f"learning-rate schedule (first chunk: lr) over {config['NUM_CHUNKS']} chunks: "
-        f"{config['LEARNING_RATE_SCHEDULE']}")
+    if "STAGES" in config:
+        log(f"{len(config['STAGES'])} stages over {config['NUM_CHUNKS']} chunks, {config['OPTIMIZER']}")
+    else:
+        log(f"learning-rate schedule (first chunk: lr) over {config['NUM_CHUNKS']} chunks: "
+            f"{config['LEARNING_RATE_SCHEDULE']}")
 
     split = load_data.labelled_split()
+    if config["CHUNK_SIZE"] == EPOCH:
+        config["CHUNK_SIZE"] = len(split.train_ids) // config["BATCH_SIZE"] * config["BATCH_SIZE"]
+        if config["CHUNK_SIZE"] == 0:
+            raise ValueError(f"{len(split.train_ids)} training images do not fill one batch of {config['BATCH_SIZE']}")
     valid_ids, valid_labels = split.valid_ids[:args.max_valid], split.valid_labels[:args.max_valid]
     training_mean = np.broadcast_to(split.train_labels.mean(axis=0), valid_labels.shape)
     mean_baseline = submission.rmse(training_mean, valid_labels)
@@ -322,20 +351,26 @@ def run(recipe, args, ranks=distributed.Ranks()):
         trainer.resume()
 
     valid_prepro = ra.prepro_matrices(config["PREPROCESSING"], valid_ids, "train")
-    valid_views = None
-    if not trainer.finished():
-        if ranks.is_main:
+    prepared = {}
+
+    def valid_views_for(declaration):
+        """The validation views at an input declaration (made once per declaration, on rank 0 only)."""
+        key = repr(declaration)
+        if key not in prepared and ranks.is_main:
             log("preparing the validation views")
-            valid_views = ra.identity_views(valid_ids, "train", valid_prepro, args.workers, trainer.views)
+            prepared[key] = ra.identity_views(valid_ids, "train", valid_prepro, args.workers,
+                                              ra.input_views(declaration))
+        return prepared.get(key)
+
+    if not trainer.finished():
         chunks = trainer.chunk_source(split.train_ids, split.train_labels)
-        if trainer.train_to_end(chunks, valid_views, valid_labels, mean_baseline) == "stopped":
+        if trainer.train_to_end(chunks, valid_views_for, valid_labels, mean_baseline) == "stopped":
             return
     if not ranks.is_main:
         return
 
     log("final predictions")
-    if valid_views is None:
-        valid_views = ra.identity_views(valid_ids, "train", valid_prepro, args.workers, trainer.views)
+    valid_views = valid_views_for(config["INPUT"])
     valid_predictions = np.clip(predict(model, valid_views, device), 0.0, 1.0)
     valid_rmse = submission.rmse(valid_predictions, valid_labels)
     log(f"final validation RMSE {valid_rmse:.6f} (training-mean baseline {mean_baseline:.6f})")
@@ -374,10 +409,9 @@ class PlannedChunk:
         return views, self.labels.index_select(0, positions)
 
 
-def planned_chunks(random_chunks, device):
-    """PlannedChunk for each chunk of random_chunks (a RandomChunks, not iterated), images cached on device."""
-    cache = ta.DeviceImageCache.from_ids(random_chunks.galaxy_ids, random_chunks.subset, device)
-    labels = torch.from_numpy(random_chunks.labels).to(device)
+def planned_chunks(random_chunks, cache, labels):
+    """PlannedChunk for each chunk of random_chunks (a RandomChunks, not iterated): cache is the DeviceImageCache
+    of its images, labels their (N, 37) tensor on the same device."""
     for k in range(random_chunks.start_chunk, random_chunks.num_chunks):
         yield PlannedChunk(k, random_chunks.plan(k), cache, labels, random_chunks.views.size)
 
@@ -391,11 +425,42 @@ class Trainer:
     def __init__(self, model_name, script, model, config, args, device, ranks):
         self.model_name, self.script, self.model = model_name, str(Path(script).resolve()), model
         self.config, self.args, self.device, self.ranks = config, args, device, ranks
-        self.optimizer = NesterovMomentum(model.parameters(), momentum=config["MOMENTUM"],
-                                          lr=learning_rate_at(config["LEARNING_RATE_SCHEDULE"], 0))
         self.checkpoint_path = checkpoints.checkpoint_path(model_name)
-        self.views = ra.input_views(config["INPUT"])
         self.state = dict(next_chunk=0, next_batch=0, chunk_losses=[], losses_train=[], losses_valid=[])
+        self.stages = [stages.Stage(**stage) for stage in config["STAGES"]] if "STAGES" in config else None
+        self.stage_index = None
+        if self.stages is None:
+            self.optimizer = NesterovMomentum(model.parameters(), momentum=config["MOMENTUM"],
+                                              lr=learning_rate_at(config["LEARNING_RATE_SCHEDULE"], 0))
+        else:
+            self.enter_stage(0)
+
+    def enter_stage(self, index):
+        """Set up stage `index` of a staged recipe: what trains, the dropout, a new optimiser."""
+        stage = self.stages[index]
+        stages.enter(self.model, stage)
+        self.optimizer = stages.make_optimizer(self.model, stage, self.config["OPTIMIZER"])
+        self.stage_index = index
+        if self.state["next_chunk"] > 0 or index > 0:
+            log(f"stage {index + 1}/{len(self.stages)}: {stage}")
+
+    def input_at(self, chunk):
+        """The input declaration in force at chunk `chunk`."""
+        return self.config["INPUT"] if self.stages is None else self.stages[stages.stage_at(self.stages, chunk)].input
+
+    def set_learning_rate(self, chunk, batch, batches_per_chunk):
+        """Set the optimiser's learning rate for minibatch `batch` of chunk `chunk`; returns it (the last group's)."""
+        if self.stages is None:
+            lr = learning_rate_at(self.config["LEARNING_RATE_SCHEDULE"], chunk)
+            self.optimizer.set_lr(lr)
+            return lr
+        index = stages.stage_at(self.stages, chunk)
+        if index != self.stage_index:
+            self.enter_stage(index)
+        stage, first = self.stages[index], stages.first_chunks(self.stages)[index]
+        step = (chunk - first) * batches_per_chunk + batch
+        stages.set_lr(self.optimizer, stages.lr_factor(stage, step, stage.chunks * batches_per_chunk))
+        return self.optimizer.param_groups[-1]["lr"]
 
     def finished(self):
         return self.state["next_chunk"] >= self.config["NUM_CHUNKS"]
@@ -413,9 +478,11 @@ class Trainer:
                                       f"{[config.get(k) for k in differing]}); use the same options, or --fresh to "
                                       "start over")
         self.model.load_state_dict(saved["model"])
+        self.state = {key: saved[key] for key in LOOP_STATE_KEYS}
+        if self.stages is not None and not self.finished():
+            self.enter_stage(stages.stage_at(self.stages, self.state["next_chunk"]))
         self.optimizer.load_state_dict(saved["optimizer"])
         set_rng_state(saved["rng"])
-        self.state = {key: saved[key] for key in LOOP_STATE_KEYS}
         log(f"resuming from {path} at chunk {self.state['next_chunk'] + 1}, batch {self.state['next_batch'] + 1}")
 
     def save(self, **extra):
@@ -430,16 +497,22 @@ class Trainer:
         """This rank's share of every chunk from state's next_chunk on, each with .index and .batch(b, size)."""
         config, ranks = self.config, self.ranks
         share = distributed.batch_share(config["CHUNK_SIZE"], config["BATCH_SIZE"], ranks) if ranks.active else None
-        chunks = ra.RandomChunks(train_ids, train_labels, subset="train", chunk_size=config["CHUNK_SIZE"],
-                                 num_chunks=config["NUM_CHUNKS"], seed=config["SEED"],
-                                 augmentation=config["AUGMENTATION"],
-                                 prepro=ra.prepro_matrices(config["PREPROCESSING"], train_ids, "train"),
-                                 start_chunk=self.state["next_chunk"], num_workers=self.args.workers, select=share,
-                                 views=self.views)
+        prepro = ra.prepro_matrices(config["PREPROCESSING"], train_ids, "train")
+        # one run of chunks per input declaration: the whole schedule, or each stage
+        bounds = [0, config["NUM_CHUNKS"]] if self.stages is None else stages.first_chunks(self.stages)
+        spans = [(first, end) for first, end in zip(bounds[:-1], bounds[1:]) if end > self.state["next_chunk"]]
+        runs = [ra.RandomChunks(train_ids, train_labels, subset="train", chunk_size=config["CHUNK_SIZE"],
+                                num_chunks=end, seed=config["SEED"], augmentation=config["AUGMENTATION"],
+                                colour_std=config["COLOUR_STD"], prepro=prepro,
+                                start_chunk=max(first, self.state["next_chunk"]), num_workers=self.args.workers,
+                                select=share, views=ra.input_views(self.input_at(first)))
+                for first, end in spans]
         if self.args.data_on_device:
             log(f"holding {len(train_ids)} training images on {self.device}")
-            return planned_chunks(chunks, self.device)
-        return (LoadedChunk(chunk, self.device) for chunk in chunks)
+            cache = ta.DeviceImageCache.from_ids(train_ids, "train", self.device)
+            labels = torch.from_numpy(np.asarray(train_labels, dtype=np.float32)).to(self.device)
+            return (chunk for run in runs for chunk in planned_chunks(run, cache, labels))
+        return (LoadedChunk(chunk, self.device) for run in runs for chunk in run)
 
     def trained_module(self):
         """The module to train with: DistributedDataParallel around the model for several ranks, else the model."""
@@ -448,9 +521,9 @@ class Trainer:
         device_ids = [self.device.index] if self.device.type == "cuda" else None
         return torch.nn.parallel.DistributedDataParallel(self.model, device_ids=device_ids)
 
-    def train_to_end(self, chunks, valid_views, valid_labels, mean_baseline):
+    def train_to_end(self, chunks, valid_views_for, valid_labels, mean_baseline):
         """Train on `chunks` (from chunk_source) to the end of the schedule, validating every VALIDATE_EVERY
-        chunks against valid_views (N, 2, 3, 69, 69) and valid_labels (N, 37). Returns "stopped" when a signal
+        chunks against valid_views_for(input declaration) (N, V, 3, S, S) and valid_labels (N, 37). Returns "stopped" when a signal
         stopped it (after saving), "done" when every chunk is trained."""
         config, state, ranks, device = self.config, self.state, self.ranks, self.device
         num_chunks, batch_size = config["NUM_CHUNKS"], config["BATCH_SIZE"]
@@ -464,13 +537,12 @@ class Trainer:
                                          dynamic_ncols=True, mininterval=1.0, disable=not ranks.is_main) as bar:
             for chunk in chunks:
                 k = chunk.index
-                lr = learning_rate_at(config["LEARNING_RATE_SCHEDULE"], k)
-                self.optimizer.set_lr(lr)
                 normalise = k >= config["NUM_CHUNKS_NONORM"]
                 start_time, first_batch = time.time(), state["next_batch"]
                 for b in range(first_batch, batches_per_chunk):
                     if ranks.active:
                         torch.manual_seed(distributed.seed_for(config["SEED"], ranks.rank, k, b))
+                    lr = self.set_learning_rate(k, b, batches_per_chunk)
                     views, labels = chunk.batch(b, rank_batch_size)
                     with precision.autocast_context(device, self.args.amp):
                         loss = train_batch(trained, self.optimizer, views, labels, normalise)
@@ -489,7 +561,7 @@ class Trainer:
                 log(f"chunk {k + 1}/{num_chunks}  lr {lr:g}  train RMSE {state['losses_train'][-1]:.6f}  "
                     f"{speed:.1f} img/s{'' if normalise else '  (no output normalisation)'}")
                 if (k + 1) % config["VALIDATE_EVERY"] == 0 or k + 1 == num_chunks:
-                    self.validate(valid_views, valid_labels, mean_baseline)
+                    self.validate(valid_views_for(self.input_at(k)), valid_labels, mean_baseline)
                 if distributed.mean_and_any(0.0, stop.requested, ranks, device)[1] and k + 1 < num_chunks:
                     return self.stop(k + 1, 0, batches_per_chunk)
         return "done"

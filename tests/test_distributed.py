@@ -24,6 +24,7 @@ import distributed
 import load_data
 import predict_augmented_npy
 import realtime_augmentation as ra
+import torch_augmentation as ta
 import train
 from helpers import PROJECT_DIR, TINY_RECIPE_SOURCE, WARP_TOLERANCE, isolation, make_tiny_root, tiny_recipe
 
@@ -141,7 +142,8 @@ def test_rank_shares_and_device_views_match_random_chunks(setting):
                                 for b in range(2)]).reshape(expected.views.shape)
     np.testing.assert_array_equal(per_batch, expected.views)
 
-    chunk = next(train.planned_chunks(ra.RandomChunks(ids, labels, **options), torch.device("cpu")))
+    cache = ta.DeviceImageCache.from_ids(ids, "train", torch.device("cpu"))
+    chunk = next(train.planned_chunks(ra.RandomChunks(ids, labels, **options), cache, torch.from_numpy(labels)))
     views, got_labels = (torch.cat(parts).numpy() for parts in zip(*(chunk.batch(b, 4) for b in range(2))))
     assert chunk.index == 1
     np.testing.assert_array_equal(got_labels, expected.labels)

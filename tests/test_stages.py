@@ -1,0 +1,134 @@
+"""Recipes trained in stages (stages.py): learning-rate schedules, frozen parameters, input and dropout changes at
+stage boundaries, layer-group learning rates, and resuming in the middle of a stage."""
+import os
+import signal
+
+import numpy as np
+import pytest
+import torch
+
+import checkpoints
+import load_data
+import stages
+import train
+from helpers import TINY_MODEL_NAME, TINY_RECIPE_SOURCE, make_tiny_root, tiny_recipe
+
+STAGED_RECIPE_SOURCE = TINY_RECIPE_SOURCE.replace('''MOMENTUM = 0.9
+LEARNING_RATE_SCHEDULE = {0: 0.04, 1800: 0.004, 2300: 0.0004}
+''', '''OPTIMIZER = dict(name="adamw", weight_decay=1e-4)
+STAGES = [dict(chunks=2, lr=1e-2, train="head", input=(24, 224), dropout=0.1),
+          dict(chunks=2, lr=(1e-4, 1e-2), schedule="one_cycle", input=(32, 224), dropout=0.25)]
+''').replace("NUM_CHUNKS = 2500\n", "").replace("NUM_CHUNKS_NONORM = 1", "NUM_CHUNKS_NONORM = 0").replace(
+    '''def build_model():
+    return convnet.GalaxyConvNet(num_filters=(4, 4, 4, 4), dense_units=16)''', '''SEEN = []  # (view size, head dropout) of every training forward pass
+
+
+class Staged(torch.nn.Module):
+    """A backbone and a head, like backbones.PretrainedNet, small."""
+
+    def __init__(self):
+        super().__init__()
+        self.backbone = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, stride=2), torch.nn.ReLU(),
+                                            torch.nn.Conv2d(4, 4, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                                            torch.nn.Flatten())
+        self.dropout = torch.nn.Dropout(0.0)
+        self.head = torch.nn.Linear(4, 37)
+        self.output = layers.GalaxyOutput()
+
+    def forward(self, views, normalise=True):
+        if self.training:
+            SEEN.append((views.shape[-1], self.dropout.p))
+        return self.output(self.head(self.dropout(self.backbone(views[:, 0]))), normalise=normalise)
+
+    def set_dropout(self, p):
+        self.dropout.p = p
+
+    def layer_groups(self):
+        return [list(self.backbone[0].parameters()), list(self.backbone[2].parameters()), list(self.head.parameters())]
+
+
+def build_model():
+    return Staged()''').replace("import convnet\n", "import torch\n\nimport layers\n")
+RUN = ["--workers", "0"]
+
+
+def run(recipe, root, *options):
+    train.main(recipe, ["--root", str(root), *RUN, *options])
+    load_data.set_root(root)
+    return checkpoints.load_checkpoint(checkpoints.checkpoint_path(TINY_MODEL_NAME))
+
+
+def test_learning_rate_schedules():
+    one_cycle = stages.Stage(chunks=1, lr=1.0, schedule="one_cycle")
+    factors = [stages.lr_factor(one_cycle, step, 101) for step in range(101)]
+    assert factors[0] == pytest.approx(1 / 25) and max(factors) == pytest.approx(1.0, abs=1e-3)
+    assert int(np.argmax(factors)) == 30 and factors[-1] == pytest.approx(1 / 250_000)
+    cosine = stages.Stage(chunks=1, lr=1.0, schedule="cosine", warmup=0.1)
+    factors = [stages.lr_factor(cosine, step, 100) for step in range(100)]
+    assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0) and factors[-1] == pytest.approx(0.0)
+    assert all(a >= b for a, b in zip(factors[9:], factors[10:]))
+    assert stages.lr_factor(stages.Stage(chunks=1, lr=1.0), 7, 10) == 1.0
+
+
+def test_malformed_stages_are_refused():
+    for bad in ([dict(lr=1e-3)], [dict(chunks=1, lr=1e-3, schedule="linear")], [dict(chunks=1, lr=1, train="body")],
+                [dict(chunks=1, lr=1, momentum=0.9)]):
+        with pytest.raises(ValueError, match="STAGES"):
+            stages.parse(bad, "original")
+
+
+def test_stages_freeze_change_input_and_dropout_and_spread_learning_rates(isolated, tmp_path):
+    recipe = tiny_recipe(tmp_path, STAGED_RECIPE_SOURCE)
+    root = make_tiny_root(isolated / "root", num_train=20, num_test=2)
+    torch.manual_seed(recipe["SEED"])
+    initial = recipe["build_model"]().state_dict()
+
+    head_only = run(recipe, root, "--num-chunks", "2")  # scaled to one chunk per stage
+    assert [stage["chunks"] for stage in head_only["config"]["STAGES"]] == [1, 1]
+
+    recipe["SEEN"].clear()
+    state = run(recipe, root, "--fresh", "--max-valid", "4")
+    batches = recipe["CHUNK_SIZE"] // recipe["BATCH_SIZE"]
+    assert recipe["SEEN"] == [(24, 0.1)] * 2 * batches + [(32, 0.25)] * 2 * batches
+    assert state["config"]["INPUT"] == (32, 224) and len(state["losses_train"]) == 4
+    peaks = [group["peak_lr"] for group in state["optimizer"]["param_groups"]]
+    np.testing.assert_allclose(peaks, [1e-4, 1e-3, 1e-2])
+    for name, tensor in state["model"].items():
+        assert not torch.equal(tensor, initial[name]), name
+
+    # after the head-only stage alone, the backbone is where it started and the head is not
+    recipe["STAGES"] = recipe["STAGES"][:1]
+    first_stage = run(recipe, root, "--fresh")
+    for name, tensor in first_stage["model"].items():
+        assert torch.equal(tensor, initial[name]) == name.startswith("backbone."), name
+
+
+def test_epoch_chunks_are_one_pass_over_the_training_images(isolated, tmp_path):
+    recipe = tiny_recipe(tmp_path, STAGED_RECIPE_SOURCE.replace("CHUNK_SIZE = 8", 'CHUNK_SIZE = "epoch"'))
+    root = make_tiny_root(isolated / "root", num_train=23, num_test=2)
+    state = run(recipe, root, "--num-chunks", "2")
+    num_train = len(load_data.labelled_split().train_ids)
+    assert state["config"]["CHUNK_SIZE"] == num_train // 4 * 4
+
+
+def test_resume_in_the_middle_of_a_stage_gives_the_uninterrupted_parameters(isolated, tmp_path, monkeypatch):
+    recipe = tiny_recipe(tmp_path, STAGED_RECIPE_SOURCE)
+    root = make_tiny_root(isolated / "root", num_train=20, num_test=2)
+    uninterrupted = run(recipe, root)
+    real_train_batch, calls = train.train_batch, []
+
+    def train_batch_then_signal(*args):
+        loss = real_train_batch(*args)
+        calls.append(loss)
+        if len(calls) == 7:  # chunk 4 of 4 (stage 2), after its first batch
+            os.kill(os.getpid(), signal.SIGTERM)
+        return loss
+
+    monkeypatch.setattr(train, "train_batch", train_batch_then_signal)
+    stopped = run(recipe, root, "--fresh")
+    assert (stopped["next_chunk"], stopped["next_batch"]) == (3, 1)
+    monkeypatch.setattr(train, "train_batch", real_train_batch)
+    resumed = run(recipe, root)
+    for name, tensor in uninterrupted["model"].items():
+        assert torch.equal(resumed["model"][name], tensor), name
+    assert resumed["losses_train"] == uninterrupted["losses_train"]
