@@ -53,9 +53,21 @@ def spread_transform_indices(num_transforms):
     return np.asarray(ZOOMS_IDENTITY_FIRST)[zoom] * NUM_ROTATIONS * NUM_FLIPS + rotation * NUM_FLIPS + flip
 
 
-def selected_transforms(num_transforms):
-    """(T, 3, 3) augmentation matrices, entry 0 the identity."""
-    return ra.tta_transforms()[spread_transform_indices(num_transforms)]
+# The named sets of fixed transforms: the original's 60, and the 16 views (8 rotations x flip, no zoom) that
+# later single models averaged over.
+TRANSFORM_SETS = {"original": NUM_TRANSFORMS, "rot8flip": 16}
+
+
+def selected_transforms(num_transforms=None, transform_set="original"):
+    """(T, 3, 3) augmentation matrices of a set of TRANSFORM_SETS, entry 0 the identity: all of them, or an
+    evenly spread subset of num_transforms."""
+    size = TRANSFORM_SETS[transform_set]
+    num_transforms = size if num_transforms is None else num_transforms
+    if transform_set == "original":
+        return ra.tta_transforms()[spread_transform_indices(num_transforms)]
+    if not 1 <= num_transforms <= size:
+        raise ValueError(f"--num-transforms must be within 1..{size} for {transform_set}, got {num_transforms}")
+    return ra.tta_transforms(num_rotations=8, zooms=(1.0,))[np.arange(num_transforms) * size // num_transforms]
 
 
 def predict_views(model, views, device, batch_size=BATCH_SIZE):
@@ -105,7 +117,7 @@ def run(args, ranks=distributed.Ranks()):
     if tf32_note and ranks.is_main:
         print(tf32_note)
     model, config = checkpoints.load_trained(args.model, device=device)
-    transforms = selected_transforms(args.num_transforms)
+    transforms = selected_transforms(args.num_transforms, args.transform_set)
     if ranks.is_main:
         print(f"{args.model} on {device}{f' x {ranks.world_size} ranks' if ranks.active else ''}: "
               f"averaging over {len(transforms)} transforms")
@@ -135,8 +147,10 @@ def run(args, ranks=distributed.Ranks()):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", help="the try_*.py script's name without .py (its checkpoint is analysis/final/MODEL.pt)")
-    parser.add_argument("--num-transforms", type=int, default=NUM_TRANSFORMS,
-                        help="how many of the 60 transforms to average over (an evenly spread subset; default all)")
+    parser.add_argument("--transform-set", choices=sorted(TRANSFORM_SETS), default="original",
+                        help="original: the original's 60 transforms (default); rot8flip: 8 rotations x flip (16)")
+    parser.add_argument("--num-transforms", type=int, default=None,
+                        help="how many of the set's transforms to average over (an evenly spread subset; default all)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, or auto (cuda when available)")
     parser.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="views per forward pass")
     parser.add_argument("--workers", type=int, default=None, help="background processes preparing the views")
@@ -145,8 +159,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.batch_size < 1:
         parser.error(f"--batch-size must be at least 1, got {args.batch_size}")
-    if not 1 <= args.num_transforms <= NUM_TRANSFORMS:
-        parser.error(f"--num-transforms must be within 1..{NUM_TRANSFORMS}, got {args.num_transforms}")
+    size = TRANSFORM_SETS[args.transform_set]
+    if args.num_transforms is not None and not 1 <= args.num_transforms <= size:
+        parser.error(f"--num-transforms must be within 1..{size} for --transform-set {args.transform_set}, "
+                     f"got {args.num_transforms}")
     load_data.apply_root_argument(args)
     ranks = distributed.ranks_from_environment()
     return distributed.run_rank(lambda: run(args, ranks), ranks, (load_data.DataError, ValueError))

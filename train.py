@@ -51,6 +51,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+import backbones
 import checkpoints
 import distributed
 import layers
@@ -148,6 +149,10 @@ def parse_args(recipe, argv=None):
                         help="original: the recipe's initialisation (default); standard: He/PyTorch-default scaling "
                         "(layers.reinitialise_standard), which leaves the training mean within a few thousand "
                         "images where the original's was still at it after the demo's 12,000: for short CPU runs")
+    parser.add_argument("--weights", default=None,
+                        help="pretrained backbone weights, for recipes built on one (backbones.py): hub (download "
+                        "from the Hugging Face hub), a .safetensors or state-dict file, or none (random weights: not "
+                        "the recipe). Read at the start of a run, not when resuming")
     precision.add_precision_arguments(parser)
     load_data.add_root_argument(parser)
     args = parser.parse_args(argv)
@@ -349,6 +354,8 @@ def run(recipe, args, ranks=distributed.Ranks()):
     trainer = Trainer(model_name, recipe["__file__"], model, config, args, device, ranks)
     if trainer.checkpoint_path.exists() and not args.fresh:
         trainer.resume()
+    elif isinstance(model, backbones.PretrainedNet):
+        trainer.weights = pretrained_weights(model, args.weights)
 
     valid_prepro = ra.prepro_matrices(config["PREPROCESSING"], valid_ids, "train")
     prepared = {}
@@ -377,6 +384,21 @@ def run(recipe, args, ranks=distributed.Ranks()):
     trainer.save(valid_ids=torch.from_numpy(np.asarray(valid_ids)),
                  valid_predictions=torch.from_numpy(valid_predictions), valid_rmse=valid_rmse)
     write_test_predictions(model, config, device, args.workers, model_name)
+
+
+def pretrained_weights(model, weights):
+    """Load the backbone weights the --weights option names into model; returns the record the checkpoint keeps
+    (None for random weights)."""
+    if weights is None:
+        raise load_data.DataError(f"this recipe starts from pretrained {model.name} weights: pass --weights hub "
+                                  f"(download), --weights PATH (a local file), or --weights none (random weights, "
+                                  f"not the recipe)")
+    if weights == "none":
+        log("backbone: random weights (--weights none), not the recipe's pretrained ones")
+        return None
+    record = backbones.load_weights(model, weights)
+    log(f"backbone weights: {record['source']} (fingerprint {record['sha256']})")
+    return record
 
 
 class LoadedChunk:
@@ -427,6 +449,7 @@ class Trainer:
         self.config, self.args, self.device, self.ranks = config, args, device, ranks
         self.checkpoint_path = checkpoints.checkpoint_path(model_name)
         self.state = dict(next_chunk=0, next_batch=0, chunk_losses=[], losses_train=[], losses_valid=[])
+        self.weights = None  # the pretrained weights the run started from (backbones.load_weights' record)
         self.stages = [stages.Stage(**stage) for stage in config["STAGES"]] if "STAGES" in config else None
         self.stage_index = None
         if self.stages is None:
@@ -479,6 +502,7 @@ class Trainer:
                                       "start over")
         self.model.load_state_dict(saved["model"])
         self.state = {key: saved[key] for key in LOOP_STATE_KEYS}
+        self.weights = saved.get("weights")
         if self.stages is not None and not self.finished():
             self.enter_stage(stages.stage_at(self.stages, self.state["next_chunk"]))
         self.optimizer.load_state_dict(saved["optimizer"])
@@ -491,7 +515,8 @@ class Trainer:
             return
         checkpoints.save_checkpoint(self.checkpoint_path, dict(
             self.state, model=self.model.state_dict(), optimizer=self.optimizer.state_dict(), config=self.config,
-            seed=self.config["SEED"], model_name=self.model_name, script=self.script, rng=rng_state(), **extra))
+            seed=self.config["SEED"], model_name=self.model_name, script=self.script, rng=rng_state(),
+            weights=self.weights, **extra))
 
     def chunk_source(self, train_ids, train_labels):
         """This rank's share of every chunk from state's next_chunk on, each with .index and .batch(b, size)."""

@@ -1,0 +1,74 @@
+"""The members built on pretrained backbones (try_resnet50_fastai, try_resnet50_imagenet, try_dinov2_vitb14) at
+tiny size: each trains through all its stages, predicts with test-time averaging, and blends beside a 2014
+member, with the same scripts as the 2014 members. The backbones start from random weights here (no network):
+from a file for the fastai recipe (the --weights PATH path), with --weights none for the others."""
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+import backbones
+import blend_predictions
+import checkpoints
+import decision_tree
+import load_data
+import predict_augmented_npy
+import train
+from helpers import PROJECT_DIR, make_tiny_root
+
+BEST = "try_convnet_cc_multirotflip_3x69r45_maxout2048_extradense"
+SHORT = ["--workers", "0", "--chunk-size", "4", "--batch-size", "2", "--max-valid", "2"]
+
+
+def train_member(name, root, *options):
+    recipe = vars(checkpoints.import_try_script(name, PROJECT_DIR / f"{name}.py"))
+    train.main(recipe, ["--root", str(root), *SHORT, *options])
+    load_data.set_root(root)
+    return checkpoints.load_checkpoint(checkpoints.checkpoint_path(name))
+
+
+def predict(name, root):
+    assert predict_augmented_npy.main([name, "--root", str(root), "--transform-set", "rot8flip",
+                                       "--num-transforms", "2", "--workers", "0", "--device", "cpu"]) == 0
+    return load_data.load_gz(predict_augmented_npy.averaged_path(name, "valid"))
+
+
+@pytest.fixture
+def root(isolated):
+    return make_tiny_root(isolated / "root", num_train=12, num_test=2)
+
+
+@pytest.mark.slow
+def test_fastai_recipe_from_a_weights_file_trains_predicts_and_blends(root, tmp_path, capsys):
+    torch.manual_seed(7)
+    weights = tmp_path / "resnet50.safetensors"
+    save_file(backbones.create_model("resnet50").backbone.state_dict(), str(weights))
+    state = train_member("try_resnet50_fastai", root, "--num-chunks", "8", "--weights", str(weights))
+    chunks = [stage["chunks"] for stage in state["config"]["STAGES"]]  # scaled to about 8 in all, each >= 1
+    assert len(chunks) == 8 and min(chunks) == 1 and len(state["losses_train"]) == sum(chunks) <= 10
+    assert state["weights"]["source"] == str(weights.resolve())
+    assert state["config"]["INPUT"] == (224, 224) and np.isfinite(state["valid_rmse"])
+    new = predict("try_resnet50_fastai", root)
+    train_member(BEST, root, "--num-chunks", "1", "--init", "standard")
+    old = predict(BEST, root)
+    assert new.shape == old.shape == (len(load_data.labelled_split().valid_ids), decision_tree.NUM_OUTPUTS)
+    capsys.readouterr()
+    assert blend_predictions.main(["--root", str(root), "--models", f"try_resnet50_fastai,{BEST}"]) == 0
+    assert "2 models" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["try_resnet50_imagenet", "try_dinov2_vitb14"])
+def test_single_stage_members_train_and_predict(root, name):
+    state = train_member(name, root, "--num-chunks", "1", "--weights", "none")
+    assert state["weights"] is None and len(state["losses_train"]) == 1
+    averaged = predict(name, root)
+    assert averaged.shape == (len(load_data.labelled_split().valid_ids), decision_tree.NUM_OUTPUTS)
+    assert np.isfinite(averaged).all()
+
+
+def test_a_pretrained_recipe_without_weights_says_what_to_pass(root, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        train_member("try_resnet50_imagenet", root, "--num-chunks", "1")
+    assert exit_info.value.code == 1
+    assert "--weights hub" in capsys.readouterr().err
