@@ -450,6 +450,7 @@ class Trainer:
         self.checkpoint_path = checkpoints.checkpoint_path(model_name)
         self.state = dict(next_chunk=0, next_batch=0, chunk_losses=[], losses_train=[], losses_valid=[])
         self.weights = None  # the pretrained weights the run started from (backbones.load_weights' record)
+        self.wrapped = None
         self.stages = [stages.Stage(**stage) for stage in config["STAGES"]] if "STAGES" in config else None
         self.stage_index = None
         if self.stages is None:
@@ -464,6 +465,7 @@ class Trainer:
         stages.enter(self.model, stage)
         self.optimizer = stages.make_optimizer(self.model, stage, self.config["OPTIMIZER"])
         self.stage_index = index
+        self.wrapped = None  # DistributedDataParallel registers the parameters that train: wrap again
         if self.state["next_chunk"] > 0 or index > 0:
             log(f"stage {index + 1}/{len(self.stages)}: {stage}")
 
@@ -540,11 +542,14 @@ class Trainer:
         return (LoadedChunk(chunk, self.device) for run in runs for chunk in run)
 
     def trained_module(self):
-        """The module to train with: DistributedDataParallel around the model for several ranks, else the model."""
+        """The module to train with: DistributedDataParallel around the model for several ranks (made again after
+        a stage changes which parameters train), else the model."""
         if not self.ranks.active:
             return self.model
-        device_ids = [self.device.index] if self.device.type == "cuda" else None
-        return torch.nn.parallel.DistributedDataParallel(self.model, device_ids=device_ids)
+        if self.wrapped is None:
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            self.wrapped = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=device_ids)
+        return self.wrapped
 
     def train_to_end(self, chunks, valid_views_for, valid_labels, mean_baseline):
         """Train on `chunks` (from chunk_source) to the end of the schedule, validating every VALIDATE_EVERY
@@ -555,7 +560,6 @@ class Trainer:
         batches_per_chunk = config["CHUNK_SIZE"] // batch_size
         rank_batch_size = batch_size // ranks.world_size
         max_norm = getattr(self.model, "max_norm", None) is not None
-        trained = self.trained_module()
         remaining = (num_chunks - state["next_chunk"]) * batches_per_chunk - state["next_batch"]
         self.model.train()
         with StopRequest() as stop, tqdm(total=remaining * batch_size, unit="img", unit_scale=True,
@@ -568,6 +572,7 @@ class Trainer:
                     if ranks.active:
                         torch.manual_seed(distributed.seed_for(config["SEED"], ranks.rank, k, b))
                     lr = self.set_learning_rate(k, b, batches_per_chunk)
+                    trained = self.trained_module()
                     views, labels = chunk.batch(b, rank_batch_size)
                     with precision.autocast_context(device, self.args.amp):
                         loss = train_batch(trained, self.optimizer, views, labels, normalise)

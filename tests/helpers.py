@@ -1,6 +1,9 @@
 """What the tests share besides fixtures: the project folder, the tiny model and its try script, labels valid in
 the decision tree, the one builder of tiny project roots, isolation from shared data, and a few constants."""
 import contextlib
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -118,3 +121,13 @@ def one_megabyte(k):
     if k == 0:
         raise ValueError(f"task {k} is bad")
     return np.full(1 << 20, k % 256, dtype=np.uint8)
+
+
+def torchrun(script, *args, extra_env=None):
+    """Run `script args` on 2 CPU ranks; returns the CompletedProcess (output captured)."""
+    env = dict(os.environ, PYTHONPATH=str(PROJECT_DIR), OMP_NUM_THREADS="1", **(extra_env or {}))
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
+               str(script), *args]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result

@@ -11,10 +11,6 @@ tiny model whose dropout is off (so that training is a deterministic function of
     resumes in 1 process to the same end;
 (d) prediction sharded over 2 ranks writes the files of a 1-process run (allclose 1e-6).
 """
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 import torch
@@ -26,7 +22,8 @@ import predict_augmented_npy
 import realtime_augmentation as ra
 import torch_augmentation as ta
 import train
-from helpers import PROJECT_DIR, TINY_RECIPE_SOURCE, WARP_TOLERANCE, isolation, make_tiny_root, tiny_recipe
+from helpers import (PROJECT_DIR, TINY_RECIPE_SOURCE, WARP_TOLERANCE, isolation, make_tiny_root, tiny_recipe,
+                     torchrun)
 
 MODEL_NAME = "try_tiny_distributed_model"
 # Largest |2-rank - 1-process| parameter difference after 3 chunks of 2 minibatches: measured 7.5e-9
@@ -68,16 +65,6 @@ def build_model():
 '''
 assert TINY_RECIPE_SOURCE.count(MAIN_BLOCK) == 1
 RECIPE_SOURCE = TINY_RECIPE_SOURCE.replace(MAIN_BLOCK, NO_DROPOUT_MODEL + MAIN_BLOCK)
-
-
-def torchrun(script, *args, extra_env=None):
-    """Run `script args` on 2 CPU ranks; returns the CompletedProcess (output captured)."""
-    env = dict(os.environ, PYTHONPATH=str(PROJECT_DIR), OMP_NUM_THREADS="1", **(extra_env or {}))
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
-               str(script), *args]
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return result
 
 
 @pytest.fixture(scope="module")

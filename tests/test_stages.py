@@ -11,7 +11,7 @@ import checkpoints
 import load_data
 import stages
 import train
-from helpers import TINY_MODEL_NAME, TINY_RECIPE_SOURCE, make_tiny_root, tiny_recipe
+from helpers import TINY_MODEL_NAME, TINY_RECIPE_SOURCE, make_tiny_root, tiny_recipe, torchrun
 
 STAGED_RECIPE_SOURCE = TINY_RECIPE_SOURCE.replace('''MOMENTUM = 0.9
 LEARNING_RATE_SCHEDULE = {0: 0.04, 1800: 0.004, 2300: 0.0004}
@@ -132,3 +132,22 @@ def test_resume_in_the_middle_of_a_stage_gives_the_uninterrupted_parameters(isol
     for name, tensor in uninterrupted["model"].items():
         assert torch.equal(resumed["model"][name], tensor), name
     assert resumed["losses_train"] == uninterrupted["losses_train"]
+
+
+@pytest.mark.slow
+def test_two_ranks_train_the_stages_like_one_process(isolated, tmp_path):
+    """torchrun with 2 CPU ranks through a head-only stage and a full one: the parameters match the 1-process
+    run's. Dropout is off, so that both runs draw nothing at random in the model, and Adam's eps is large, so that
+    its steps follow the gradient (with the usual eps a gradient near zero steps by about lr either way, and
+    rounding decides which)."""
+    source = STAGED_RECIPE_SOURCE.replace("dropout=0.1", "dropout=0.0").replace("dropout=0.25", "dropout=0.0")
+    source = source.replace('weight_decay=1e-4)', 'weight_decay=1e-4, eps=1.0)').replace("lr=(1e-4, 1e-2)", "lr=1.0")
+    recipe = tiny_recipe(tmp_path, source)
+    root = make_tiny_root(isolated / "root", num_train=20, num_test=2)
+    single = run(recipe, root)
+    torchrun(recipe["__file__"], "--root", str(root), *RUN, "--device", "cpu", "--fresh")
+    two_ranks = checkpoints.load_checkpoint(checkpoints.checkpoint_path(TINY_MODEL_NAME))
+    difference = max((two_ranks["model"][k] - single["model"][k]).abs().max().item() for k in single["model"])
+    print(f"largest |2 ranks - 1 process| parameter difference {difference:.2e}")
+    assert difference <= 1e-6
+    assert two_ranks["losses_train"] == pytest.approx(single["losses_train"], rel=1e-5)
