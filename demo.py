@@ -3,11 +3,14 @@
     python demo.py                    # everything under demo_run/ (the default root of the demo)
     python demo.py --root /tmp/gz     # elsewhere
     python demo.py --root ensemble_run --models A,B,C    # train and blend several try_*.py models
+    python demo.py --root mixed_run --models try_resnet50_fastai,try_convnet_cc_multirotflip_3x69r45_maxout2048_extradense
 
 Each step is the same script a user runs by hand on the real data. Two things differ from the recipe: the
 schedule is shortened, and the models start from the standard initialisation (--init standard) instead of the
 original's, which keeps the network at the training mean far longer than this demo trains (doc/method.md,
-"Initialisation and short runs"). Running it again reuses the dataset and the source-extraction files and resumes
+"Initialisation and short runs"). Members on a pretrained backbone start from random weights unless --weights
+says otherwise, and train with minibatches of 16 (BACKBONE_BATCH_SIZE), so that a chunk divides into them; their
+stages are scaled to --num-chunks in all. Running it again reuses the dataset and the source-extraction files and resumes
 training where it stopped.
 """
 import argparse
@@ -18,6 +21,9 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
+import backbones
 import blend_predictions
 import checkpoints
 import convert_npy_to_csv
@@ -28,6 +34,7 @@ import source_params
 
 HERE = Path(__file__).resolve().parent
 MODEL = "try_convnet_cc_multirotflip_3x69r45_maxout2048_extradense"
+BACKBONE_BATCH_SIZE = 16
 
 
 def parse_args():
@@ -47,6 +54,9 @@ def parse_args():
                         help="initialisation of the trained models (train.py --init). The demo's default, standard, "
                         "leaves the training mean within the demo's few thousand images; with the recipe's original "
                         "one the network is still at the mean when the demo ends (doc/method.md)")
+    parser.add_argument("--weights", default="none",
+                        help="backbone weights of the members built on one (train.py --weights): none (random, the "
+                        "default: no download), hub, or a file")
     parser.add_argument("--models", default=MODEL,
                         help="comma-separated try_*.py models to train, average and blend (default: the best model)")
     args = parser.parse_args()
@@ -60,6 +70,12 @@ def parse_args():
 def uses_source_extraction(model):
     """Whether the try_*.py model's recipe reads the source-extraction parameters (step 3)."""
     return checkpoints.import_try_script(model).PREPROCESSING is not None
+
+
+def uses_backbone(model):
+    """Whether the try_*.py model is built on a pretrained backbone (backbones.py)."""
+    with torch.device("meta"):
+        return isinstance(checkpoints.import_try_script(model).build_model(), backbones.PretrainedNet)
 
 
 def run_step(number, title, writes, command, env):
@@ -115,7 +131,9 @@ def main():
         run_step(f"5{letter}", f"train {model} (short schedule)",
                  [checkpoints.checkpoint_path(model), checkpoints.submission_path(model)],
                  [f"{model}.py", *with_root, "--num-chunks", str(args.num_chunks), "--chunk-size", str(args.chunk_size),
-                  "--validate-every", str(args.validate_every), "--init", args.init], env)
+                  "--validate-every", str(args.validate_every), "--init", args.init,
+                  *(["--weights", args.weights, "--batch-size", str(BACKBONE_BATCH_SIZE)] if uses_backbone(model) else [])],
+                 env)
     for letter, model in zip(letters, args.models):
         run_step(f"6{letter}", f"test-time-averaged predictions of {model}",
                  [predict_augmented_npy.averaged_path(model, split) for split in ("valid", "test")],
