@@ -130,9 +130,40 @@ def argument_parser():
     return parser
 
 
+def bytes_to_write(subset, cache):
+    """(bytes of the subset's JPEGs not yet in the RAM copy, bytes of its decoded cache or 0)."""
+    source, target = load_data.raw_images_dir(subset), load_data.ram_images_dir(subset)
+    if not source.is_dir():
+        raise load_data.DataError(f"{source}: image folder missing")
+    jpegs = 0
+    for source_file in source.glob("*.jpg"):
+        size = source_file.stat().st_size
+        target_file = target / source_file.name
+        if not (target_file.exists() and target_file.stat().st_size == size):
+            jpegs += size
+    return jpegs, (len(load_data.load_ids(subset)) * int(np.prod(IMAGE_SHAPE)) if cache else 0)
+
+
+def check_space_for_everything(subsets, cache):
+    """Refuse, before anything is written, a run whose copies and caches do not fit in the RAM folder's free
+    space, with the numbers and what would fit. (A rebuilt cache replaces the old one only once it is complete,
+    so its full size is needed even when a cache exists.)"""
+    needs = {subset: bytes_to_write(subset, cache) for subset in subsets}
+    total = sum(jpegs + cached for jpegs, cached in needs.values())
+    folder = load_data.ram_dir() if load_data.ram_dir().exists() else load_data.ram_dir().parent
+    free = shutil.disk_usage(folder).free
+    if total > free:
+        parts = "; ".join(f"{subset}: JPEGs {jpegs / 1e9:.1f} GB" + (f", cache {cached / 1e9:.1f} GB" if cache else "")
+                          for subset, (jpegs, cached) in needs.items())
+        raise load_data.DataError(f"{folder}: this needs {total / 1e9:.1f} GB ({parts}) but only {free / 1e9:.1f} GB "
+                                  f"is free; nothing was written. Copy without --cache, cache one subset at a time "
+                                  f"(--subsets ...), or set GALAXY_RAM_DIR to a larger RAM disk")
+
+
 def copy_and_cache(subsets, cache, workers):
     """Copy each subset's images to RAM and, when `cache`, build its decoded cache; prints what it did."""
     check_ram_folder()
+    check_space_for_everything(subsets, cache)
     for subset in subsets:
         start = time.time()
         copied, skipped = copy_images(subset)

@@ -235,8 +235,21 @@ def test_cache_larger_than_free_space_is_refused(raw_root, capsys, monkeypatch):
     assert run_main(create_train_ids, root, capsys)[0] == 0
     monkeypatch.setattr(copy_data_to_shm.shutil, "disk_usage", lambda path: DiskUsage(free=10**6))
     status, _, err = run_main(copy_data_to_shm, root, capsys, "--subsets", "test", "--cache")
-    assert status == 1 and "the cache needs" in err and "0.0 GB is free" in err
-    assert not load_data.cache_path("test").exists()
+    assert status == 1 and "nothing was written" in err and "only 0.0 GB is free" in err and "cache 0." in err
+    assert not load_data.cache_path("test").exists() and not load_data.ram_images_dir("test").exists()
+
+
+def test_space_is_checked_for_every_subset_before_anything_is_written(raw_root, capsys, monkeypatch):
+    """Room for the JPEGs of both subsets but not for their caches too: refused up front, no image copied."""
+    root, _ = raw_root
+    assert run_main(create_train_ids, root, capsys)[0] == 0
+    load_data.set_root(root)
+    jpegs = sum(copy_data_to_shm.bytes_to_write(subset, False)[0] for subset in load_data.SUBSETS)
+    monkeypatch.setattr(copy_data_to_shm.shutil, "disk_usage", lambda path: DiskUsage(free=jpegs + 1000))
+    status, _, err = run_main(copy_data_to_shm, root, capsys, "--cache")
+    assert status == 1 and "train: JPEGs" in err and "test: JPEGs" in err
+    assert not any(load_data.ram_images_dir(subset).exists() for subset in load_data.SUBSETS)
+    assert run_main(copy_data_to_shm, root, capsys)[0] == 0  # without --cache it fits
 
 
 # ---------------------------------------------------------------------------------------------------
