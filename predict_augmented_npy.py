@@ -15,16 +15,24 @@ and take entries floor(k * 60 / T) for k = 0..T-1. Entry 0 is the identity, so e
 T=2 gives the identity and its 180-degree turn, T=10 the 10 rotations at zoom 1, T=20 adds their flipped
 copies, T=30 covers every rotation with two of the six (flip, zoom) combinations.
 
+--transform-set rot8flip averages over 16 transforms instead (8 rotations 45 degrees apart x flipped or not, zoom 1).
+
+A run stopped by Ctrl-C or an error keeps the images done so far beside the output files (<MODEL>.partial<rank>.npz,
+also every minute); the same command continues after them, unless the model, images, transforms or ranks changed.
+
 Under `torchrun --nproc_per_node=N predict_augmented_npy.py MODEL` rank r predicts positions r, r + N, ...
 of each split (on cuda:LOCAL_RANK when CUDA is used); rank 0 gathers the shards and writes the same files
 as a single process does.
 """
 import argparse
+import hashlib
 import sys
+import time
 
 import numpy as np
 from tqdm import tqdm
 
+import backbones
 import checkpoints
 import decision_tree
 import distributed
@@ -76,22 +84,79 @@ def predict_views(model, views, device, batch_size=BATCH_SIZE):
     return outputs.astype(np.float64).reshape(views.shape[0], views.shape[1], decision_tree.NUM_OUTPUTS)
 
 
+PARTIAL_SAVE_SECONDS = 60  # how often an unfinished run keeps what it has predicted
+
+
+def load_partial(partial, key):
+    """(averaged, first_only) of the images an earlier run with the same `key` finished, a prefix of them; or
+    two empty arrays."""
+    empty = np.empty((0, decision_tree.NUM_OUTPUTS))
+    if partial is None or not partial.exists():
+        return empty, empty
+    try:
+        with np.load(partial) as saved:
+            if str(saved["key"]) == key:
+                print(f"{partial}: continuing after the {len(saved['averaged'])} images predicted by an earlier run")
+                return saved["averaged"], saved["first_only"]
+    except (OSError, ValueError, KeyError):
+        pass
+    print(f"{partial}: made for another model, transforms or image list, or unreadable; starting over")
+    return empty, empty
+
+
+def save_partial(partial, key, averaged, first_only, done):
+    with load_data.atomic_path(partial) as tmp, open(tmp, "wb") as file:
+        np.savez(file, key=key, averaged=averaged[:done], first_only=first_only[:done])
+
+
 def predict_augmented(model, galaxy_ids, subset, transforms, prepro, device, batch_size=BATCH_SIZE, workers=None,
-                      label=None, progress=True, views=None):
+                      label=None, progress=True, views=None, partial=None, key=""):
     """Predictions for galaxy_ids (N,) of `subset` averaged over transforms (T, 3, 3), and those of
     transforms[0] alone: two (N, 37) float64 arrays in the order of galaxy_ids. label names the progress bar
-    (shown when `progress`); views: the model's ra.InputViews (default: the original's)."""
+    (shown when `progress`); views: the model's ra.InputViews (default: the original's). partial: None, or a file
+    that keeps the images done so far (every minute, and on an interruption or error); a rerun with the same
+    `key` (what the predictions depend on) continues after them."""
     averaged = np.empty((len(galaxy_ids), decision_tree.NUM_OUTPUTS))
     first_only = np.empty_like(averaged)
-    views_source = ra.fixed_views(galaxy_ids, subset, transforms, prepro=prepro, num_workers=workers, views=views)
-    with tqdm(total=len(galaxy_ids), desc=label or subset, unit="img",
-              dynamic_ncols=True, mininterval=1.0, disable=not progress) as bar:
-        for positions, views in views_source:
-            outputs = predict_views(model, views, device, batch_size)
-            averaged[positions] = outputs.mean(axis=1)
-            first_only[positions] = outputs[:, 0]
-            bar.update(len(positions))
+    kept_averaged, kept_first = load_partial(partial, key)
+    done = len(kept_averaged)
+    averaged[:done], first_only[:done] = kept_averaged, kept_first
+    views_source = ra.fixed_views(galaxy_ids[done:], subset, transforms,
+                                  prepro=None if prepro is None else prepro[done:], num_workers=workers, views=views)
+    last_save, finished = time.time(), done
+    try:
+        with tqdm(total=len(galaxy_ids), initial=done, desc=label or subset, unit="img",
+                  dynamic_ncols=True, mininterval=1.0, disable=not progress) as bar:
+            for positions, chunk_views in views_source:
+                outputs = predict_views(model, chunk_views, device, batch_size)
+                averaged[done + positions] = outputs.mean(axis=1)
+                first_only[done + positions] = outputs[:, 0]
+                bar.update(len(positions))
+                if partial is not None and time.time() - last_save > PARTIAL_SAVE_SECONDS:
+                    save_partial(partial, key, averaged, first_only, done + positions[-1] + 1)
+                    last_save = time.time()
+                finished = done + positions[-1] + 1
+    except BaseException:
+        if partial is not None and finished > 0:
+            save_partial(partial, key, averaged, first_only, finished)
+        raise
     return averaged, first_only
+
+
+def partial_key(model, galaxy_ids, transforms, prepro, config, ranks):
+    """What a split's predictions depend on: the model's parameters, the images, the transforms and
+    preprocessing, the input, and this rank's share."""
+    digest = hashlib.sha256(f"{backbones.fingerprint(model.state_dict())}:{config['INPUT']}:"
+                            f"{ranks.rank}/{ranks.world_size}".encode())
+    for array in (galaxy_ids, transforms, prepro):
+        digest.update(b"-" if array is None else np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
+
+
+def partial_path(model_name, split, ranks):
+    """Where a split's unfinished predictions are kept (one file per rank)."""
+    path = averaged_path(model_name, split)
+    return path.with_name(f"{model_name}.partial{ranks.rank}.npz")
 
 
 def averaged_path(model_name, split):
@@ -99,13 +164,15 @@ def averaged_path(model_name, split):
     return load_data.augmented_predictions_dir(split) / f"{model_name}.npy.gz"
 
 
-def predict_split_sharded(model, galaxy_ids, subset, transforms, prepro, args, device, ranks, label, views):
+def predict_split_sharded(model, galaxy_ids, subset, transforms, prepro, args, device, ranks, label, views,
+                          partial=None, key=""):
     """predict_augmented of this rank's shard of galaxy_ids (positions rank::world_size), gathered: on rank 0
     the two (N, 37) arrays in the order of galaxy_ids, on the other ranks (None, None)."""
     shard = distributed.rank_positions(len(galaxy_ids), ranks)
     averaged, identity = predict_augmented(model, galaxy_ids[shard], subset, transforms,
                                            None if prepro is None else prepro[shard], device, args.batch_size,
-                                           args.workers, label=label, progress=ranks.is_main, views=views)
+                                           args.workers, label=label, progress=ranks.is_main, views=views,
+                                           partial=partial, key=key)
     return (distributed.gather_rows(averaged, len(galaxy_ids), ranks),
             distributed.gather_rows(identity, len(galaxy_ids), ranks))
 
@@ -127,14 +194,18 @@ def run(args, ranks=distributed.Ranks()):
     results = {}
     for split, ids, subset in splits:
         prepro = ra.prepro_matrices(config["PREPROCESSING"], ids, subset)
+        partial = partial_path(args.model, split, ranks)
         averaged, identity = predict_split_sharded(model, ids, subset, transforms, prepro, args, device, ranks,
-                                                   label=split, views=ra.input_views(config["INPUT"]))
-        if not ranks.is_main:
-            continue
-        path = averaged_path(args.model, split)
-        load_data.save_gz(path, np.clip(averaged, 0.0, 1.0).astype(np.float32))
-        print(f"wrote {path}")
-        results[split] = (averaged, identity)
+                                                   label=split, views=ra.input_views(config["INPUT"]),
+                                                   partial=partial,
+                                                   key=partial_key(model, ids, transforms, prepro, config, ranks))
+        if ranks.is_main:
+            path = averaged_path(args.model, split)
+            load_data.save_gz(path, np.clip(averaged, 0.0, 1.0).astype(np.float32))
+            print(f"wrote {path}")
+            results[split] = (averaged, identity)
+        distributed.barrier(ranks)
+        partial.unlink(missing_ok=True)
     if not ranks.is_main:
         return
     averaged, identity = results["valid"]
@@ -165,7 +236,12 @@ def main(argv=None):
                      f"got {args.num_transforms}")
     load_data.apply_root_argument(args)
     ranks = distributed.ranks_from_environment()
-    return distributed.run_rank(lambda: run(args, ranks), ranks, (load_data.DataError, ValueError))
+    try:
+        return distributed.run_rank(lambda: run(args, ranks), ranks, (load_data.DataError, ValueError))
+    except KeyboardInterrupt:
+        print("\nstopped; the images predicted so far are kept beside the output files (*.partial<rank>.npz), "
+              "and the same command continues from there", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

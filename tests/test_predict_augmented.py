@@ -143,6 +143,7 @@ def test_end_to_end_on_a_tiny_root(isolated, monkeypatch, capsys):
     valid_path = predict_augmented_npy.averaged_path("stand_in", "valid")
     test_path = predict_augmented_npy.averaged_path("stand_in", "test")
     valid, test = load_data.load_gz(valid_path), load_data.load_gz(test_path)
+    assert not list(valid_path.parent.parent.glob("*/*.partial*.npz"))  # removed once the files are written
     train_ids, test_ids = load_data.load_ids("train"), load_data.load_ids("test")
     valid_idx = load_data.train_valid_split(len(train_ids))[1]
     assert loaded == ["stand_in"]
@@ -178,3 +179,37 @@ def test_end_to_end_from_a_saved_checkpoint(isolated):
     test = load_data.load_gz(predict_augmented_npy.averaged_path(TINY_MODEL_NAME, "test"))
     assert test.shape == (2, 37) and np.isfinite(test).all() and (test >= 0).all() and (test <= 1).all()
     assert not decision_tree.tree_violations(test, tol=1e-5)
+
+
+def test_interrupted_averaging_continues_where_it_stopped(isolated, monkeypatch):
+    """Stopped during the second chunk of views (8 images each with 60 transforms), the run keeps the first 8
+    images; the rerun with the same key predicts only the other 12 and ends equal to an uninterrupted run; a
+    rerun with another key starts over."""
+    root = make_tiny_root(isolated / "root", num_train=4, num_test=20, galaxy_image=smooth_random_galaxy)
+    load_data.set_root(root)
+    model, ids, transforms = StandInModel(seed=1), load_data.load_ids("test"), ra.tta_transforms()
+    options = dict(device=torch.device("cpu"), workers=0, progress=False)
+    uninterrupted, _ = predict_augmented_npy.predict_augmented(model, ids, "test", transforms, None, **options)
+    real_predict_views, chunks = predict_augmented_npy.predict_views, []
+
+    def counting(*args, **kwargs):
+        chunks.append(len(args[1]))
+        if len(chunks) == 2 and stop:
+            raise KeyboardInterrupt
+        return real_predict_views(*args, **kwargs)
+
+    monkeypatch.setattr(predict_augmented_npy, "predict_views", counting)
+    partial, stop = isolated / "test.partial0.npz", True
+    with pytest.raises(KeyboardInterrupt):
+        predict_augmented_npy.predict_augmented(model, ids, "test", transforms, None, partial=partial, key="a", **options)
+    with np.load(partial) as saved:
+        assert len(saved["averaged"]) == 8
+    chunks.clear()
+    stop = False
+    resumed, _ = predict_augmented_npy.predict_augmented(model, ids, "test", transforms, None, partial=partial,
+                                                         key="a", **options)
+    assert sum(chunks) == 12
+    np.testing.assert_array_equal(resumed, uninterrupted)
+    chunks.clear()
+    predict_augmented_npy.predict_augmented(model, ids, "test", transforms, None, partial=partial, key="b", **options)
+    assert sum(chunks) == 20
