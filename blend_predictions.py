@@ -51,12 +51,10 @@ def available_models(chosen=None):
     return models
 
 
-def load_checked(path, shape):
-    """One model's predictions from path, refused unless shaped `shape`."""
-    predictions = load_data.load_gz(path)
-    if predictions.shape != shape:
-        raise load_data.DataError(f"{path}: predictions have shape {predictions.shape}, expected {shape}")
-    return predictions.astype(np.float64)
+def load_checked(path, galaxy_ids):
+    """One model's predictions from path, one row per GalaxyID of galaxy_ids: refused (naming the row, GalaxyID and
+    column) unless shaped so, finite and within [0, 1] up to submission.RANGE_TOLERANCE. (N, 37) float64."""
+    return submission.check_predictions(galaxy_ids, load_data.load_gz(path), path)[1]
 
 
 def softmax(params, axis=0):
@@ -99,11 +97,11 @@ def fit_weights(stack, labels, per_column):
     return weights if per_column else weights[:, 0]
 
 
-def blend_test_set(models, weights_by_blend, num_test):
+def blend_test_set(models, weights_by_blend, test_ids):
     """Apply each blend's weights to the test predictions, one model's file at a time: {blend name: (N_test, 37)}."""
-    totals = {name: np.zeros((num_test, decision_tree.NUM_OUTPUTS)) for name in weights_by_blend}
+    totals = {name: np.zeros((len(test_ids), decision_tree.NUM_OUTPUTS)) for name in weights_by_blend}
     for m, model in enumerate(models):
-        predictions = load_checked(load_data.augmented_predictions_dir("test") / f"{model}.npy.gz", (num_test, decision_tree.NUM_OUTPUTS))
+        predictions = load_checked(load_data.augmented_predictions_dir("test") / f"{model}.npy.gz", test_ids)
         for name, weights in weights_by_blend.items():
             totals[name] += predictions * weights[m]  # a scalar, or (37,) per column
     return totals
@@ -111,8 +109,10 @@ def blend_test_set(models, weights_by_blend, num_test):
 
 def run(chosen=None):
     models = available_models(chosen)
-    labels = load_data.labelled_split().valid_labels.astype(np.float64)
-    stack = np.stack([load_checked(load_data.augmented_predictions_dir("valid") / f"{model}.npy.gz", labels.shape) for model in models])
+    split = load_data.labelled_split()
+    labels = split.valid_labels.astype(np.float64)
+    stack = np.stack([load_checked(load_data.augmented_predictions_dir("valid") / f"{model}.npy.gz", split.valid_ids)
+                      for model in models])
     num_models = len(models)
     print(f"{num_models} models, {len(labels)} validation images")
     print("validation RMSE of each model:")
@@ -131,8 +131,7 @@ def run(chosen=None):
     for name, weights in weights_by_blend.items():
         print(f"  {submission.rmse(blend(stack, weights), labels):.6f}  {name} ({BLEND_FILES[name]})")
 
-    num_test = len(load_data.load_ids("test"))
-    for name, blended in blend_test_set(models, weights_by_blend, num_test).items():
+    for name, blended in blend_test_set(models, weights_by_blend, load_data.load_ids("test")).items():
         path = blended_dir() / BLEND_FILES[name]
         load_data.save_gz(path, blended.astype(np.float32))
         print(f"wrote {path}")

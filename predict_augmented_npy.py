@@ -201,7 +201,8 @@ def run(args, ranks=distributed.Ranks()):
                                                    key=partial_key(model, ids, transforms, prepro, config, ranks))
         if ranks.is_main:
             path = averaged_path(args.model, split)
-            load_data.save_gz(path, np.clip(averaged, 0.0, 1.0).astype(np.float32))
+            averaged = submission.check_predictions(ids, averaged, f"{args.model}'s {split} predictions (not written)")[1]
+            load_data.save_gz(path, averaged.astype(np.float32))
             print(f"wrote {path}")
             results[split] = (averaged, identity)
         distributed.barrier(ranks)

@@ -46,12 +46,7 @@ def load_predictions(path, subset):
     """(ids (N,), predictions (N, 37) float64) of a .npy.gz (rows in the order of subset_ids) or a .csv.gz."""
     path = Path(path)
     if path.name.endswith(".npy.gz"):
-        ids = subset_ids(subset)
-        predictions = load_data.load_gz(path).astype(np.float64)
-        if predictions.shape != (len(ids), decision_tree.NUM_OUTPUTS):
-            raise load_data.DataError(f"{path}: predictions have shape {predictions.shape}, expected "
-                                      f"({len(ids)}, {decision_tree.NUM_OUTPUTS}) (one row per {subset} ID)")
-        return ids, predictions
+        return submission.check_predictions(subset_ids(subset), load_data.load_gz(path), f"{path} ({subset} IDs)")
     if not path.name.endswith((".csv.gz", ".csv")):
         raise load_data.DataError(f"{path}: expected a .npy.gz or .csv.gz file")
     return submission.read_submission(path)

@@ -111,3 +111,19 @@ def test_models_option_blends_only_the_named_models(blend_root, capsys):
 
     assert blend_predictions.main(["--root", str(blend_root), "--models", f"{names[0]},no_such_model"]) == 1
     assert "no predictions for no_such_model" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("split, value", [("valid", np.nan), ("test", np.inf), ("test", 5.0), ("valid", -3.0)])
+def test_bad_numbers_in_a_prediction_file_are_refused(blend_root, capsys, split, value):
+    """One bad value in one model's file: exit 1, the message names the file, row, GalaxyID and column, and no blend
+    is written (before, a NaN in a validation file left the weights uniform and wrote 'fitted' blends)."""
+    names, valid, test = write_models(blend_root)
+    stack, ids = (valid, load_data.labelled_split().valid_ids) if split == "valid" else (test, load_data.load_ids("test"))
+    bad = stack[1].copy()
+    bad[3, 7] = value
+    path = load_data.augmented_predictions_dir(split) / f"{names[1]}.npy.gz"
+    load_data.save_gz(path, bad.astype(np.float32))
+    assert blend_predictions.main(["--root", str(blend_root)]) == 1
+    err = capsys.readouterr().err
+    assert str(path) in err and f"row 3 (GalaxyID {int(ids[3])})" in err and decision_tree.COLUMNS[7] in err
+    assert not blend_predictions.blended_dir().exists()

@@ -213,3 +213,19 @@ def test_interrupted_averaging_continues_where_it_stopped(isolated, monkeypatch)
     chunks.clear()
     predict_augmented_npy.predict_augmented(model, ids, "test", transforms, None, partial=partial, key="b", **options)
     assert sum(chunks) == 20
+
+
+def test_predictions_that_are_not_numbers_are_never_written(isolated, monkeypatch, capsys):
+    root = make_tiny_root(isolated / "root", num_train=20, num_test=3, galaxy_image=smooth_random_galaxy)
+
+    class NaNModel(StandInModel):
+        def forward(self, views, normalise=True):
+            return super().forward(views) * float("nan")
+
+    monkeypatch.setattr(checkpoints, "load_trained",
+                        lambda name, device="cpu": (NaNModel(), checkpoints.with_defaults({"PREPROCESSING": None})))
+    assert predict_augmented_npy.main(["stand_in", "--root", str(root), "--num-transforms", "2", "--device", "cpu",
+                                       "--workers", "0"]) == 1
+    err = capsys.readouterr().err
+    assert "stand_in's valid predictions (not written)" in err and "is not a number within [0, 1]" in err
+    assert not predict_augmented_npy.averaged_path("stand_in", "valid").exists()

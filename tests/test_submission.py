@@ -176,3 +176,17 @@ def test_score_refuses_ids_that_are_not_the_labelled_ones(label_root, capsys):
     err = capsys.readouterr().err
     assert f"GalaxyID {test_ids[0]} has a label but no prediction" in err
     assert not (label_root / "wrong_scores.png").exists()
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, 5.0])
+def test_score_refuses_bad_numbers(label_root, capsys, value):
+    labels = np.load(label_root / "data" / "solutions_train.npy").astype(np.float64)
+    _, valid_idx = load_data.train_valid_split(len(labels))
+    predictions = labels[valid_idx].copy()
+    predictions[1, 4] = value
+    path = label_root / "bad.npy.gz"
+    load_data.save_gz(path, predictions)
+    assert score_predictions.main([str(path), "--subset", "valid", "--root", str(label_root)]) == 1
+    err = capsys.readouterr().err
+    assert str(path) in err and "row 1 (GalaxyID" in err and decision_tree.COLUMNS[4] in err
+    assert not (label_root / "bad_scores.png").exists()
