@@ -51,13 +51,14 @@ def load_checkpoint(path):
         raise load_data.DataError(f"{path}: cannot read checkpoint: {exc}") from None
 
 
-def import_try_script(model_name, fallback_path=None):
-    """Import a try_*.py module by its stem: from the project folder, else from fallback_path."""
-    path = HERE / f"{model_name}.py"
-    if not path.exists() and fallback_path is not None:
-        path = Path(fallback_path)
+def import_try_script(model_name, script=None):
+    """Import a try_*.py module: the file `script` when one is given (a path the user or the calling code names),
+    else <model_name>.py in the project folder. Never a path read from a data file such as a checkpoint: that
+    would run whatever code the file points at."""
+    path = HERE / f"{model_name}.py" if script is None else Path(script)
     if not path.exists():
-        raise load_data.DataError(f"{HERE / (model_name + '.py')}: no such model script")
+        raise load_data.DataError(f"{path}: no such model script" + ("" if script is not None else
+                                  "; for a script outside the project folder, name it with --script PATH"))
     spec = importlib.util.spec_from_file_location(model_name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -69,13 +70,13 @@ def with_defaults(config):
     return {**CONFIG_DEFAULTS, **config}
 
 
-def load_trained(model_name, device="cpu"):
+def load_trained(model_name, device="cpu", script=None):
     """The trained model of analysis/final/<model_name>.pt in eval mode, and its config dict."""
     path = checkpoint_path(model_name)
     if not path.exists():
         raise load_data.DataError(f"{path}: no checkpoint; train the model with {model_name}.py first")
     state = load_checkpoint(path)
-    model = import_try_script(model_name, state.get("script")).build_model()
+    model = import_try_script(model_name, script).build_model()
     model.load_state_dict(state["model"])
     return model.to(device).eval(), with_defaults(state["config"])
 

@@ -183,7 +183,7 @@ def run(args, ranks=distributed.Ranks()):
     tf32_note = precision.set_tf32(device, args.tf32)
     if tf32_note and ranks.is_main:
         print(tf32_note)
-    model, config = checkpoints.load_trained(args.model, device=device)
+    model, config = checkpoints.load_trained(args.model, device=device, script=args.script)
     transforms = selected_transforms(args.num_transforms, args.transform_set)
     if ranks.is_main:
         print(f"{args.model} on {device}{f' x {ranks.world_size} ranks' if ranks.active else ''}: "
@@ -223,6 +223,8 @@ def main(argv=None):
                         help="original: the original's 60 transforms (default); rot8flip: 8 rotations x flip (16)")
     parser.add_argument("--num-transforms", type=int, default=None,
                         help="how many of the set's transforms to average over (an evenly spread subset; default all)")
+    parser.add_argument("--script", default=None, help="the model's try_*.py file when it is not MODEL.py in the "
+                        "project folder")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, or auto (cuda when available)")
     parser.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="views per forward pass")
     parser.add_argument("--workers", type=int, default=None, help="background processes preparing the views")

@@ -612,10 +612,18 @@ class Trainer:
     def stop(self, chunk, batch, batches_per_chunk):
         """Save the state reached (chunk and batch within it) and say how to resume; returns "stopped"."""
         self.save()
-        log(f"stopped after chunk {chunk + (batch == 0)}, batch {batch}/{batches_per_chunk}; checkpoint saved. "
+        log(f"{stopped_at(chunk, batch, batches_per_chunk, self.config['NUM_CHUNKS'])}; checkpoint saved. "
             f"Run the same command again to resume: {' '.join([Path(sys.argv[0]).name] + sys.argv[1:])}")
         distributed.barrier(self.ranks)
         return "stopped"
+
+
+def stopped_at(chunk, batch, batches_per_chunk, num_chunks):
+    """Where a stopped run stands, 1-based: chunk (0-based) is the chunk training goes on in, batch the minibatches
+    of it already trained."""
+    if batch == 0:
+        return f"stopped after chunk {chunk} of {num_chunks}"
+    return f"stopped in chunk {chunk + 1} of {num_chunks}, after minibatch {batch} of {batches_per_chunk}"
 
 
 def write_test_predictions(model, config, device, workers, model_name):

@@ -170,7 +170,8 @@ def test_sigterm_on_rank_1_stops_both_and_resumes_in_one_process(setting):
 
 @pytest.mark.slow
 def test_sharded_prediction_writes_the_single_process_files(setting):
-    root, options = setting["root"], ["--num-transforms", "2", "--device", "cpu", "--workers", "0"]
+    root = setting["root"]
+    options = ["--num-transforms", "2", "--device", "cpu", "--workers", "0", "--script", str(setting["script"])]
     assert predict_augmented_npy.main([MODEL_NAME, "--root", str(root), *options]) == 0
     paths = [predict_augmented_npy.averaged_path(MODEL_NAME, split) for split in ("valid", "test")]
     single = [load_data.load_gz(path) for path in paths]

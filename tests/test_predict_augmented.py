@@ -133,7 +133,7 @@ def test_end_to_end_on_a_tiny_root(isolated, monkeypatch, capsys):
     model = StandInModel(seed=1)
     loaded = []
 
-    def load_stand_in(name, device="cpu"):
+    def load_stand_in(name, device="cpu", script=None):
         loaded.append(name)
         return model, checkpoints.with_defaults({"PREPROCESSING": None})
 
@@ -167,15 +167,18 @@ def test_missing_checkpoint_is_a_clear_error(isolated, capsys):
 
 
 def test_end_to_end_from_a_saved_checkpoint(isolated):
-    """The checkpoint format of train.py (model, config, script) loaded by checkpoints.load_trained."""
+    """The checkpoint format of train.py (model, config, script) loaded by checkpoints.load_trained. The script
+    lies outside the project folder: the path stored in the checkpoint is not imported (a message asks for
+    --script), the path given with --script is."""
     root = make_tiny_root(isolated / "root", num_train=10, num_test=2, galaxy_image=smooth_random_galaxy)
     script = tiny_recipe(isolated)["__file__"]
     load_data.set_root(root)
     checkpoints.save_checkpoint(checkpoints.checkpoint_path(TINY_MODEL_NAME),
                                 dict(model=tiny_model(seed=0).state_dict(), script=str(script),
                                      config={"PREPROCESSING": None}))
-    assert predict_augmented_npy.main([TINY_MODEL_NAME, "--root", str(root), "--num-transforms", "2",
-                                       "--device", "cpu", "--workers", "1"]) == 0
+    options = [TINY_MODEL_NAME, "--root", str(root), "--num-transforms", "2", "--device", "cpu", "--workers", "1"]
+    assert predict_augmented_npy.main(options) == 1
+    assert predict_augmented_npy.main([*options, "--script", str(script)]) == 0
     test = load_data.load_gz(predict_augmented_npy.averaged_path(TINY_MODEL_NAME, "test"))
     assert test.shape == (2, 37) and np.isfinite(test).all() and (test >= 0).all() and (test <= 1).all()
     assert not decision_tree.tree_violations(test, tol=1e-5)
@@ -223,7 +226,7 @@ def test_predictions_that_are_not_numbers_are_never_written(isolated, monkeypatc
             return super().forward(views) * float("nan")
 
     monkeypatch.setattr(checkpoints, "load_trained",
-                        lambda name, device="cpu": (NaNModel(), checkpoints.with_defaults({"PREPROCESSING": None})))
+                        lambda name, device="cpu", script=None: (NaNModel(), checkpoints.with_defaults({"PREPROCESSING": None})))
     assert predict_augmented_npy.main(["stand_in", "--root", str(root), "--num-transforms", "2", "--device", "cpu",
                                        "--workers", "0"]) == 1
     err = capsys.readouterr().err

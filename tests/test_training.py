@@ -110,7 +110,9 @@ def test_interrupted_run_resumes_to_the_same_parameters(isolated, recipe, monkey
         assert torch.equal(resumed["model"][name], tensor), name
     assert resumed["losses_train"] == uninterrupted["losses_train"]
 
-    model, config = checkpoints.load_trained(TINY_MODEL_NAME)
+    with pytest.raises(load_data.DataError, match="--script PATH"):  # the checkpoint's script path is not imported
+        checkpoints.load_trained(TINY_MODEL_NAME)
+    model, config = checkpoints.load_trained(TINY_MODEL_NAME, script=recipe["__file__"])
     assert not model.training and config["NUM_CHUNKS"] == 3 and config["PREPROCESSING"] is None
 
 
@@ -132,9 +134,9 @@ def test_sigterm_to_the_script_saves_and_a_rerun_finishes_like_an_uninterrupted_
                 break
         output = process.stdout.read()
         assert process.wait(timeout=60) == 0
-    assert "stopped after chunk" in output
     stopped = checkpoints.load_checkpoint(checkpoints.checkpoint_path(TINY_MODEL_NAME))
     assert 1 <= stopped["next_chunk"] < 12
+    assert train.stopped_at(stopped["next_chunk"], stopped["next_batch"], 2, 12) in output  # the saved position
 
     train.main(recipe, options)
     resumed = checkpoints.load_checkpoint(checkpoints.checkpoint_path(TINY_MODEL_NAME))
@@ -235,3 +237,10 @@ def test_a_model_declaring_one_square_view_trains_and_predicts(isolated, tmp_pat
                                                           torch.device("cpu"), workers=0, progress=False,
                                                           views=ra.input_views(state["config"]["INPUT"]))
     assert averaged.shape == (2, decision_tree.NUM_OUTPUTS)
+
+
+def test_stop_message_counts_chunks_from_one():
+    """Stopped at a chunk boundary after the 2nd chunk (state next_chunk 2, next_batch 0), and inside the 3rd after
+    one minibatch (next_chunk 2, next_batch 1)."""
+    assert train.stopped_at(2, 0, 62, 12) == "stopped after chunk 2 of 12"
+    assert train.stopped_at(2, 1, 62, 12) == "stopped in chunk 3 of 12, after minibatch 1 of 62"
