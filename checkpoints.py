@@ -43,12 +43,38 @@ def save_checkpoint(path, state):
         torch.save(state, tmp)
 
 
+CHECKPOINT_KEYS = ("model", "config")  # what every checkpoint train.py writes holds, at the least
+
+
 def load_checkpoint(path):
-    """The dict a checkpoint holds (tensors on the CPU); DataError when the file cannot be read."""
+    """The dict a checkpoint holds (tensors on the CPU); DataError, in one line and with what to do, when the
+    file is empty, damaged, not a checkpoint, or not one that train.py wrote."""
+    advice = "delete it (or train with --fresh) to start over, or restore the file"
+    if Path(path).stat().st_size == 0:
+        raise load_data.DataError(f"{path}: checkpoint file is empty (0 bytes); {advice}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several unrelated types for damaged files
-        raise load_data.DataError(f"{path}: cannot read checkpoint: {exc}") from None
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "weights_only" in str(exc) or "Weights only load failed" in str(exc):
+            reason = "it holds objects other than tensors and plain values, which are never loaded"
+        raise load_data.DataError(f"{path}: not a readable checkpoint ({reason}); {advice}") from None
+    if not isinstance(state, dict) or not all(key in state for key in CHECKPOINT_KEYS):
+        kind = "a bare state dict" if isinstance(state, dict) and all(torch.is_tensor(v) for v in state.values()) \
+            else f"a {type(state).__name__} without {' and '.join(CHECKPOINT_KEYS)}"
+        raise load_data.DataError(f"{path}: not a checkpoint of this project's training ({kind}); {advice}")
+    return state
+
+
+def load_model_state(model, state, path, model_name):
+    """model.load_state_dict(state), or a DataError saying the checkpoint belongs to another network."""
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        detail = next((line.strip() for line in str(exc).splitlines()[1:] if line.strip()), str(exc))
+        raise load_data.DataError(f"{path}: its parameters do not fit the network {model_name}.py builds now "
+                                  f"(another model's checkpoint, or build_model() changed since): {detail[:300]}; "
+                                  f"train again with --fresh, or restore the script") from None
 
 
 def import_try_script(model_name, script=None):
@@ -77,7 +103,7 @@ def load_trained(model_name, device="cpu", script=None):
         raise load_data.DataError(f"{path}: no checkpoint; train the model with {model_name}.py first")
     state = load_checkpoint(path)
     model = import_try_script(model_name, script).build_model()
-    model.load_state_dict(state["model"])
+    load_model_state(model, state["model"], path, model_name)
     return model.to(device).eval(), with_defaults(state["config"])
 
 

@@ -502,7 +502,7 @@ class Trainer:
                                       f"{[saved_config.get(k) for k in differing]} now "
                                       f"{[config.get(k) for k in differing]}); use the same options, or --fresh to "
                                       "start over")
-        self.model.load_state_dict(saved["model"])
+        checkpoints.load_model_state(self.model, saved["model"], path, self.model_name)
         self.state = {key: saved[key] for key in LOOP_STATE_KEYS}
         self.weights = saved.get("weights")
         if self.stages is not None and not self.finished():

@@ -244,3 +244,44 @@ def test_stop_message_counts_chunks_from_one():
     one minibatch (next_chunk 2, next_batch 1)."""
     assert train.stopped_at(2, 0, 62, 12) == "stopped after chunk 2 of 12"
     assert train.stopped_at(2, 1, 62, 12) == "stopped in chunk 3 of 12, after minibatch 1 of 62"
+
+
+class NotATensor:
+    """An object a weights-only load refuses."""
+
+
+@pytest.mark.parametrize("content, words", [
+    (b"", "empty (0 bytes)"),
+    (np.random.default_rng(0).bytes(2000), "not a readable checkpoint"),
+    ("bare", "bare state dict"),
+    ("object", "never loaded"),
+])
+def test_unusable_checkpoints_are_one_line_errors(isolated, recipe, capsys, content, words):
+    """An empty file, random bytes, a bare state dict, a pickle with arbitrary objects: resuming stops with one line
+    saying what is wrong and what to do (never suggesting to load untrusted objects)."""
+    root = make_tiny_root(isolated / "root", num_train=20, num_test=2)
+    load_data.set_root(root)
+    path = checkpoints.checkpoint_path(TINY_MODEL_NAME)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if content == "bare":
+        torch.save(tiny_model().state_dict(), path)
+    elif content == "object":
+        torch.save({"model": {}, "config": NotATensor()}, path)
+    else:
+        path.write_bytes(content)
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(recipe, ["--root", str(root), *SHORT_RUN])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 1 and words in err and "--fresh" in err
+    assert "weights_only" not in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_checkpoint_of_another_network_is_a_one_line_error(isolated, tmp_path, capsys):
+    """build_model() edited after training (wider dense layers): resuming says the parameters do not fit."""
+    root = make_tiny_root(isolated / "root", num_train=20, num_test=2)
+    run_training(tiny_recipe(tmp_path), root)
+    wider = tiny_recipe(tmp_path, TINY_RECIPE_SOURCE.replace("dense_units=16", "dense_units=32"))
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(wider, ["--root", str(root), *SHORT_RUN])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 1 and "do not fit the network" in err and "--fresh" in err
