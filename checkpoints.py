@@ -3,6 +3,7 @@
 Training (train.py) writes analysis/final/<model>.pt; prediction (predict_augmented_npy.py) and the demo read it
 back through load_trained() without importing the training loop.
 """
+import fcntl
 import importlib.util
 from pathlib import Path
 
@@ -35,6 +36,26 @@ def checkpoint_path(model_name):
 def submission_path(model_name):
     """predictions/final/<model_name>.csv.gz: the test-set submission a finished training run writes."""
     return load_data.predictions_dir() / f"{model_name}.csv.gz"
+
+
+def training_lock(model_name):
+    """Take analysis/final/<model_name>.lock (an exclusive lock that ends with the process holding it, however it
+    ends) and remove the temporary files an interrupted checkpoint write of this model left behind. Returns the
+    open lock file: the lock is held until it is closed. DataError when another live process holds it."""
+    path = load_data.analysis_dir() / f"{model_name}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = open(path, "a")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        raise load_data.DataError(f"{path}: another run of {model_name} is training into the same checkpoint; wait "
+                                  f"for it to end or stop it first") from None
+    for name in (checkpoint_path(model_name).name, f"{model_name}_learning_curve.png"):
+        for stale in path.parent.glob(f".{name}.*.tmp"):  # load_data.atomic_path's naming
+            print(f"removing {stale} ({stale.stat().st_size / 1e6:.1f} MB), left by an interrupted write")
+            stale.unlink(missing_ok=True)
+    return lock
 
 
 def save_checkpoint(path, state):

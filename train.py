@@ -314,6 +314,17 @@ def main(recipe, argv=None):
 
 
 def run(recipe, args, ranks=distributed.Ranks()):
+    """train_model, holding the model's training lock (rank 0): a second run of the same model into the same
+    checkpoint is refused while this one lives."""
+    lock = checkpoints.training_lock(Path(recipe["__file__"]).stem) if ranks.is_main else None
+    try:
+        train_model(recipe, args, ranks)
+    finally:
+        if lock is not None:
+            lock.close()
+
+
+def train_model(recipe, args, ranks):
     """Train the model of `recipe` (a try_*.py module's globals) to the end of its schedule, from its checkpoint
     when there is one, then write the final checkpoint and the test-set submission."""
     model_name = Path(recipe["__file__"]).stem

@@ -285,3 +285,37 @@ def test_checkpoint_of_another_network_is_a_one_line_error(isolated, tmp_path, c
         train.main(wider, ["--root", str(root), *SHORT_RUN])
     err = capsys.readouterr().err
     assert exit_info.value.code == 1 and "do not fit the network" in err and "--fresh" in err
+
+
+def test_a_second_run_of_the_same_model_is_refused_while_the_first_lives(isolated, recipe, capsys):
+    root = make_tiny_root(isolated / "root", num_train=20, num_test=2)
+    load_data.set_root(root)
+    held = checkpoints.training_lock(TINY_MODEL_NAME)  # as a live first run holds it
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            train.main(recipe, ["--root", str(root), *SHORT_RUN])
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 1 and "another run of" in err and not checkpoints.checkpoint_path(
+            TINY_MODEL_NAME).exists()
+    finally:
+        held.close()
+    run_training(recipe, root)  # once the first has ended (its lock gone with it), the run goes ahead
+
+
+@pytest.mark.slow
+def test_a_killed_run_leaves_no_lock_and_its_stale_temporary_is_removed(isolated, recipe):
+    """SIGKILL to a process holding the lock: the next run trains; a temporary of an interrupted checkpoint write
+    is removed at the start."""
+    root = make_tiny_root(isolated / "root", num_train=20, num_test=2)
+    load_data.set_root(root)
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time, checkpoints, load_data; "
+                               f"load_data.set_root({str(root)!r}); checkpoints.training_lock({TINY_MODEL_NAME!r}); "
+                               "print('held', flush=True); time.sleep(60)"],
+                              cwd=PROJECT_DIR, stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    holder.kill()
+    holder.wait(timeout=10)
+    stale = checkpoints.checkpoint_path(TINY_MODEL_NAME).parent / f".{TINY_MODEL_NAME}.pt.x1y2z3.tmp"
+    stale.write_bytes(b"\0" * 1000)
+    run_training(recipe, root)
+    assert not stale.exists()
