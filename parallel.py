@@ -14,17 +14,40 @@ import os
 import queue
 import signal
 import threading
+import time
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 
 import numpy as np
 
 
+PARENT_POLL_SECONDS = 1.0  # how often a worker checks that the process that started its pool is alive
+
+
+def _exit_when_gone(parent_pid):
+    """Worker thread: end this process once parent_pid is gone. A parent killed with SIGKILL runs no clean-up, and
+    its workers (hundreds of MB each) would otherwise wait for tasks for ever."""
+    while True:
+        time.sleep(PARENT_POLL_SECONDS)
+        try:
+            os.kill(parent_pid, 0)
+        except (ProcessLookupError, PermissionError):  # PermissionError: the pid is another user's now
+            os._exit(1)
+
+
+def _pool_worker_init(parent_pid, initializer, initargs):
+    threading.Thread(target=_exit_when_gone, args=(parent_pid,), daemon=True).start()
+    if initializer is not None:
+        initializer(*initargs)
+
+
 @contextlib.contextmanager
 def process_pool(workers, initializer=None, initargs=(), start_method=None):
-    """A ProcessPoolExecutor of `workers` processes (start_method None: the platform's default). On leaving, by
-    success or by exception, it cancels the tasks not yet started and waits for the running ones."""
+    """A ProcessPoolExecutor of `workers` processes (start_method None: the platform's default), which end by
+    themselves within PARENT_POLL_SECONDS of this process's death. On leaving, by success or by exception, it
+    cancels the tasks not yet started and waits for the running ones."""
     context = multiprocessing.get_context(start_method)
-    executor = ProcessPoolExecutor(workers, mp_context=context, initializer=initializer, initargs=initargs)
+    executor = ProcessPoolExecutor(workers, mp_context=context, initializer=_pool_worker_init,
+                                   initargs=(os.getpid(), initializer, initargs))
     try:
         yield executor
     finally:

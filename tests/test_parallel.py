@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -61,3 +62,48 @@ def test_imap_unordered_yields_every_result_once():
 def test_a_failure_reaches_the_caller_with_its_message():
     with parallel.process_pool(2) as pool, pytest.raises(ValueError, match="task 0 is bad"):
         list(pool.map(one_megabyte, range(4)))
+
+
+WORKERS_OF_A_KILLED_PARENT = """
+import sys, time
+import parallel
+
+def nap(seconds):
+    time.sleep(seconds)
+
+if __name__ == "__main__":
+    start_method = sys.argv[1]
+    with parallel.process_pool(2, start_method=None if start_method == "default" else start_method) as pool:
+        futures = [pool.submit(nap, 60) for _ in range(2)]
+        time.sleep(1.0)
+        print(" ".join(str(pid) for pid in pool._processes), flush=True)
+        time.sleep(60)
+"""
+
+
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as stat:  # a zombie has ended; only its exit status waits to be read
+        return stat.read().split(")")[-1].split()[0] != "Z"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("start_method", ["default", "forkserver"])
+def test_workers_end_when_their_parent_is_killed(tmp_path, start_method):
+    """SIGKILL to the process that owns a pool (no clean-up runs in it): its busy workers are gone within a few
+    seconds (before, they waited for ever)."""
+    script = tmp_path / "owner.py"
+    script.write_text(WORKERS_OF_A_KILLED_PARENT)
+    owner = subprocess.Popen([sys.executable, str(script), start_method], stdout=subprocess.PIPE, text=True,
+                             env=dict(os.environ, PYTHONPATH=str(PROJECT_DIR)))
+    workers = [int(pid) for pid in owner.stdout.readline().split()]
+    assert len(workers) == 2 and all(alive(pid) for pid in workers)
+    owner.send_signal(signal.SIGKILL)
+    owner.wait(timeout=10)
+    deadline = time.time() + 3 * parallel.PARENT_POLL_SECONDS + 5
+    while any(alive(pid) for pid in workers) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not any(alive(pid) for pid in workers)
