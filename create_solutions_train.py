@@ -7,6 +7,9 @@ writes data/solutions_train.npy: float32 (N, 37), row i the labels of train ID i
 the header, that every value is a number in [0, 1], that the GalaxyIDs are unique and match the training
 images one to one, and that every question's answers sum to the answer they hang from (decision_tree.py).
 """
+import csv
+import itertools
+import re
 import sys
 
 import numpy as np
@@ -57,10 +60,17 @@ def read_table(path):
     if not path.exists():
         raise load_data.DataError(f"{path}: labels file missing")
     try:
-        table = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig", skip_blank_lines=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            check_header(path, next(csv.reader(f), []))
+        # header=None: the header line is read as a row, so that a data row with a field too many is an error naming
+        # its line (with header=0, pandas takes such a first data row's GalaxyID as an index and shifts the labels)
+        table = pd.read_csv(path, header=None, dtype=str, keep_default_na=False, encoding="utf-8-sig",
+                            skip_blank_lines=False)
+    except pd.errors.ParserError as exc:
+        raise load_data.DataError(_field_count_problem(path, str(exc)) or f"{path}: cannot parse as CSV: {exc}") from None
+    except (pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise load_data.DataError(f"{path}: cannot parse as CSV: {exc}") from None
-    check_header(path, [str(name) for name in table.columns])
+    table = table.iloc[1:].set_axis(list(decision_tree.CSV_HEADER), axis=1).reset_index(drop=True)
     # Blank lines are read as empty rows so that the line numbers in messages are the file's; then dropped.
     line_numbers = np.arange(len(table)) + 2  # 1-based, after the header line
     filled = ~(table == "").all(axis=1).to_numpy()
@@ -70,6 +80,18 @@ def read_table(path):
     values = np.stack([_numeric_column(path, table[name], table["GalaxyID"], line_numbers)
                        for name in table.columns], axis=1)
     return _galaxy_ids(path, values[:, 0], line_numbers), values[:, 1:], line_numbers
+
+
+def _field_count_problem(path, parser_message):
+    """The message for pandas' 'Expected N fields in line L, saw M', naming the line's GalaxyID; None for others."""
+    found = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", parser_message)
+    if found is None:
+        return None
+    expected, line, saw = (int(group) for group in found.groups())
+    with open(path, encoding="utf-8-sig") as f:
+        text = next(itertools.islice(f, line - 1, None), "")
+    return (f"{path}: line {line} (GalaxyID {text.split(',')[0].strip()!r}) has {saw} fields, the header "
+            f"{expected}; remove the extra field(s)")
 
 
 def _numeric_column(path, texts, galaxy_ids, line_numbers):

@@ -278,6 +278,10 @@ def rewrite_csv(root, labels_by_id, problem):
     elif problem == "outside [0, 1]":
         rows[1][header.index("Class11.6")] = "1.5"
         expected = ["line 3", f"GalaxyID {ids[1]}", "Class11.6", "1.5", "outside [0, 1]"]
+    elif problem.startswith("extra field"):  # before, in the first data row: line 3 blamed, a label shown as the ID
+        row = 0 if problem.endswith("first row") else 3
+        rows[row].append("0.5")
+        expected = [f"line {row + 2} (GalaxyID '{ids[row]}') has 39 fields, the header 38"]
     elif problem == "duplicate id":
         rows.append(list(rows[0]))
         expected = ["duplicate GalaxyID", f"GalaxyID {ids[0]} on lines 2, {len(rows) + 1}"]
@@ -294,7 +298,8 @@ def rewrite_csv(root, labels_by_id, problem):
     return expected
 
 
-CSV_PROBLEMS = ["missing column", "renamed column", "reordered columns", "nan", "outside [0, 1]", "duplicate id",
+CSV_PROBLEMS = ["missing column", "renamed column", "reordered columns", "nan", "outside [0, 1]",
+                "extra field in the first row", "extra field in a later row", "duplicate id",
                 "id without image", "image without label", "tree sum"]
 
 
