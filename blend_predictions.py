@@ -109,6 +109,7 @@ def blend_test_set(models, weights_by_blend, test_ids):
 
 def run(chosen=None):
     models = available_models(chosen)
+    load_data.check_writable(blended_dir())
     split = load_data.labelled_split()
     labels = split.valid_labels.astype(np.float64)
     stack = np.stack([load_checked(load_data.augmented_predictions_dir("valid") / f"{model}.npy.gz", split.valid_ids)

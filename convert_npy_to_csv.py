@@ -27,6 +27,7 @@ def csv_path_for(npy_path):
 def convert(npy_path):
     """Check the predictions in npy_path against the test IDs and write the CSV beside it; returns its path."""
     target = csv_path_for(npy_path)
+    load_data.check_writable(target.parent)
     test_ids = load_data.load_ids("test")
     ids, predictions = submission.check_predictions(test_ids, load_data.load_gz(npy_path), npy_path)
     submission.write_submission(target, ids, predictions)

@@ -164,6 +164,8 @@ def copy_and_cache(subsets, cache, workers):
     """Copy each subset's images to RAM and, when `cache`, build its decoded cache; prints what it did."""
     check_ram_folder()
     check_space_for_everything(subsets, cache)
+    load_data.check_writable(*(load_data.ram_images_dir(subset) for subset in subsets),
+                             advice="or set GALAXY_RAM_DIR to another folder")
     for subset in subsets:
         start = time.time()
         copied, skipped = copy_images(subset)

@@ -160,6 +160,7 @@ def check_tree(path, galaxy_ids, labels, line_numbers):
 def convert():
     """Check the CSV and write the labels (float32 (N, 37)) in train-ID order; says what it wrote."""
     path = load_data.solutions_csv_path()
+    load_data.check_writable(load_data.data_dir())
     load_data.forget_cached()  # data/train_ids.npy may have been rewritten since it was read
     train_ids = load_data.load_ids("train")
     galaxy_ids, labels, line_numbers = read_table(path)

@@ -36,6 +36,7 @@ def _id_of(entry):
 def write_ids():
     """Read both image folders, then write both ID files (nothing is written when either folder is bad)
     and say what was written."""
+    load_data.check_writable(load_data.data_dir())
     ids = {subset: image_ids(load_data.raw_images_dir(subset)) for subset in load_data.SUBSETS}
     for subset, subset_ids in ids.items():
         path = load_data.ids_path(subset)

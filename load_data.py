@@ -296,16 +296,42 @@ def load_image(galaxy_id, subset="train"):
 # Files
 
 
+WRITE_ADVICE = "or use another --root"
+
+
+def _temporary_beside(path, advice=WRITE_ADVICE):
+    """A new empty file beside `path` (its folder made when missing), named .<name>.<random>.tmp; DataError when the
+    folder cannot be written, ending with what to do: make it writable, `advice`."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise DataError(f"{path.parent}: cannot write in this folder ({exc.strerror or exc}); make it writable, "
+                        f"{advice}") from None
+    os.close(fd)
+    return Path(tmp)
+
+
+def check_writable(*folders, advice=WRITE_ADVICE):
+    """DataError naming the first of `folders` in which no file can be created (for a folder not made yet: its
+    nearest existing parent, where it would be made); nothing is left behind. Steps check their output folders at
+    the start, so that hours of work are not lost to a folder found read-only at the end."""
+    for folder in folders:
+        existing = Path(folder).absolute()
+        while not existing.exists():
+            existing = existing.parent
+        _temporary_beside(existing / "write-check", advice).unlink()
+
+
 @contextlib.contextmanager
 def atomic_path(path):
     """Yield a temporary path beside `path`; on success it is renamed to `path`, on failure removed,
     so a reader never sees a half-written file and an old file survives a failed rewrite."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = _temporary_beside(path)
     try:
-        yield Path(tmp)
+        yield tmp
         os.chmod(tmp, _NEW_FILE_MODE)  # mkstemp makes files private; give the usual permissions
         os.replace(tmp, path)
     except BaseException:

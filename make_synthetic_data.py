@@ -83,6 +83,7 @@ def prepare_folders(overwrite):
     """Create the raw image folders; refuse (DataError) when they already hold images, unless `overwrite`,
     which removes the old images and CSVs first so that a stopped run is still detectable."""
     folders = [load_data.raw_images_dir(subset) for subset in load_data.SUBSETS]
+    load_data.check_writable(*folders, load_data.raw_dir())
     for folder in folders:
         old = sorted(folder.glob("*.jpg")) if folder.is_dir() else []
         if old and not overwrite:

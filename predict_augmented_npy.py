@@ -178,6 +178,8 @@ def predict_split_sharded(model, galaxy_ids, subset, transforms, prepro, args, d
 
 
 def run(args, ranks=distributed.Ranks()):
+    if ranks.is_main:
+        load_data.check_writable(*(averaged_path(args.model, split).parent for split in ("valid", "test")))
     device = distributed.rank_device(checkpoints.pick_device(args.device), ranks)
     distributed.start(device, ranks)
     tf32_note = precision.set_tf32(device, args.tf32)

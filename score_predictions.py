@@ -121,13 +121,14 @@ def save_bar_chart(table, png_path, title):
 
 def score_file(path, subset, png_path=None):
     """Print the score table of the predictions in path and draw its bar chart; returns the table."""
+    png_path = Path(png_path) if png_path is not None else default_png_path(path)
+    load_data.check_writable(png_path.parent)
     label_ids, labels = subset_labels(subset)
     predictions = align(path, *load_predictions(path, subset), label_ids)
     training_mean = load_data.labelled_split().train_labels.astype(np.float64).mean(axis=0)
     table = score_table(Path(path).name, predictions, labels, training_mean)
     print(f"{len(labels)} {subset} images")
     print_table(table)
-    png_path = Path(png_path) if png_path is not None else default_png_path(path)
     save_bar_chart(table, png_path, f"{Path(path).name} on the {subset} set ({len(labels)} images)")
     print(f"wrote {png_path}")
     return table

@@ -316,6 +316,8 @@ def main(recipe, argv=None):
 def run(recipe, args, ranks=distributed.Ranks()):
     """train_model, holding the model's training lock (rank 0): a second run of the same model into the same
     checkpoint is refused while this one lives."""
+    if ranks.is_main:
+        load_data.check_writable(load_data.analysis_dir(), load_data.predictions_dir())
     lock = checkpoints.training_lock(Path(recipe["__file__"]).stem) if ranks.is_main else None
     try:
         train_model(recipe, args, ranks)

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -114,6 +115,26 @@ def isolation(monkeypatch, folder):
         yield folder
     finally:
         load_data.set_root(None)
+
+
+@contextlib.contextmanager
+def read_only(folder):
+    """Inside: no file can be created in `folder`, made when missing (write permission removed; for root, who
+    ignores permissions, the folder is made immutable with chattr, and the test skipped where that is refused)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    mode = folder.stat().st_mode
+    folder.chmod(0o555)
+    immutable = os.geteuid() == 0
+    if immutable and subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode != 0:
+        folder.chmod(mode)
+        pytest.skip("running as root and chattr +i is refused here: no way to make a folder read-only")
+    try:
+        yield folder
+    finally:
+        if immutable:
+            subprocess.run(["chattr", "-i", str(folder)], check=True)
+        folder.chmod(mode)
 
 
 def one_megabyte(k):

@@ -1,0 +1,74 @@
+"""Checks made before a step's work: every script refuses an output folder it cannot write, in one line and before
+any work (before, a traceback, for training and prediction only after all their work)."""
+import numpy as np
+import pytest
+
+import blend_predictions
+import convert_npy_to_csv
+import copy_data_to_shm
+import create_solutions_train
+import create_train_ids
+import load_data
+import make_synthetic_data
+import predict_augmented_npy
+import score_predictions
+import train
+from helpers import make_tiny_root, read_only, tiny_recipe
+
+
+def write_predictions(split, name="model_a"):
+    """A (N, 37) prediction file of `split` for the current root; returns its path."""
+    ids = load_data.labelled_split().valid_ids if split == "valid" else load_data.load_ids("test")
+    path = load_data.augmented_predictions_dir(split) / f"{name}.npy.gz"
+    load_data.save_gz(path, np.full((len(ids), 37), 0.5, dtype=np.float32))
+    return path
+
+
+def files(root):
+    return sorted(path for path in root.rglob("*") if not path.is_dir())
+
+
+def run_script(script, root, tmp_path):
+    """Run one script's main on `root` (set as the current root); returns its exit status."""
+    options = ["--root", str(root)]
+    if script == "train":
+        with pytest.raises(SystemExit) as exit_info:
+            train.main(tiny_recipe(tmp_path), [*options, "--num-chunks", "3", "--workers", "0"])
+        return exit_info.value.code
+    modules = dict(create_train_ids=create_train_ids, create_solutions_train=create_solutions_train,
+                   copy_data_to_shm=copy_data_to_shm, blend=blend_predictions)
+    if script in modules:
+        return modules[script].main(options)
+    if script == "predict":
+        return predict_augmented_npy.main(["try_tiny_test_model", *options, "--workers", "0"])
+    if script == "convert":
+        return convert_npy_to_csv.main([str(load_data.augmented_predictions_dir("test") / "model_a.npy.gz"), *options])
+    if script == "score":
+        return score_predictions.main([str(load_data.augmented_predictions_dir("valid") / "model_a.npy.gz"),
+                                       "--subset", "valid", *options])
+    return make_synthetic_data.main(["--root", str(root / "new"), "--num-train", "2", "--num-test", "1",
+                                     "--workers", "1"])
+
+
+# script -> the folder made read-only, relative to the root ("ram": the RAM copy's folder)
+UNWRITABLE = {"create_train_ids": "data", "create_solutions_train": "data", "copy_data_to_shm": "ram",
+              "train": "analysis/final", "train (its submission)": "predictions/final",
+              "predict": "predictions/final", "blend": "predictions/final", "convert": "predictions/final/augmented/test",
+              "score": "predictions/final/augmented/valid", "make_synthetic_data": "."}
+
+
+@pytest.mark.parametrize("case", list(UNWRITABLE))
+def test_an_unwritable_output_folder_is_one_line_before_any_work(isolated, capsys, case):
+    root = make_tiny_root(isolated / "root", num_train=20, num_test=2)
+    load_data.set_root(root)
+    if case in ("blend", "convert", "score"):
+        for split in ("valid", "test"):
+            write_predictions(split)
+    folder = load_data.ram_dir() if UNWRITABLE[case] == "ram" else root / UNWRITABLE[case]
+    with read_only(folder):
+        before = files(root)
+        status = run_script(case.split(" ")[0], root, isolated)
+    err = capsys.readouterr().err
+    assert status == 1 and err.startswith("error: ") and len(err.strip().splitlines()) == 1
+    assert "cannot write in this folder" in err and str(folder) in err and "Traceback" not in err
+    assert files(root) == before  # nothing written, not even a temporary
