@@ -145,7 +145,7 @@ def main(argv=None):
     def work(args):
         run(None if args.models is None else [name.strip() for name in args.models.split(",") if name.strip()])
 
-    return load_data.run_script(parser, work, argv)
+    return load_data.run_script(parser, work, argv, load_data.RERUN_NOTE)
 
 
 if __name__ == "__main__":

@@ -37,7 +37,8 @@ def convert(npy_path):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("predictions", help="test-set predictions, PATH.npy.gz")
-    return load_data.run_script(parser, lambda args: print(f"wrote {convert(args.predictions)}"), argv)
+    return load_data.run_script(parser, lambda args: print(f"wrote {convert(args.predictions)}"), argv,
+                                load_data.RERUN_NOTE)
 
 
 if __name__ == "__main__":

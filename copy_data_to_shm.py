@@ -180,7 +180,8 @@ def copy_and_cache(subsets, cache, workers):
 def main(argv=None):
     """Command-line entry point; returns the exit status."""
     return load_data.run_script(argument_parser(), lambda args: copy_and_cache(args.subsets, args.cache, args.workers),
-                                argv)
+                                argv, "the images copied so far are kept (the same command skips them); no cache is "
+                                "left half-written")
 
 
 if __name__ == "__main__":

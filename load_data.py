@@ -19,8 +19,10 @@ import gzip
 import hashlib
 import io
 import os
+import signal
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -366,30 +368,71 @@ def load_gz(path):
         raise DataError(f"{path}: cannot read as gzipped .npy: {exc}") from None
 
 
-def report_data_errors(work):
-    """Run a script's work(); a DataError becomes one line `error: ...` on stderr. Returns the exit status
-    (0, or 1 after a DataError)."""
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+INTERRUPTED = 130  # the exit status of a run stopped by Ctrl-C (128 + SIGINT, as a shell reports it)
+RERUN_NOTE = "no file is left half-written; run the same command again"
+
+
+def stop_now(signum=None, frame=None):
+    """Signal handler: stop the run with KeyboardInterrupt, and ignore SIGINT and SIGTERM from then on, so that a
+    second Ctrl-C cannot cut short the clean-up that follows (workers finishing their task, partial results kept,
+    temporaries removed) and turn it into tracebacks and leftovers."""
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def orderly_stop():
+    """Inside: SIGINT and SIGTERM stop the run through stop_now (main thread only; elsewhere nothing changes).
+    The previous handlers are back on leaving, unless by a stop: then the signals stay ignored until the process
+    has exited (a Ctrl-C during the interpreter's exit would end it by SIGINT, not with the script's status)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, stop_now) for sig in STOP_SIGNALS}
+    stopped = False
     try:
-        work()
+        yield
+    except KeyboardInterrupt:
+        stopped = True
+        raise
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, signal.SIG_IGN if stopped else handler)
+
+
+def report_data_errors(work, interrupted=None):
+    """Run a script's work() under orderly_stop(); a DataError becomes one line `error: ...` on stderr. A stop by
+    Ctrl-C or SIGTERM prints `stopped; <interrupted>` (what is kept, what to do) when `interrupted` is given, else
+    the KeyboardInterrupt goes on to the caller. Returns the exit status: 0, 1 after a DataError, INTERRUPTED."""
+    try:
+        with orderly_stop():
+            work()
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        if interrupted is None:
+            raise
+        print(f"\nstopped; {interrupted}", file=sys.stderr)
+        return INTERRUPTED
     return 0
 
 
-def run_script(parser, work, argv=None):
+def run_script(parser, work, argv=None, interrupted=None):
     """The whole main() of a script: add --root to `parser`, parse `argv`, apply --root, then run work(args)
     as report_data_errors does. Returns the exit status."""
     add_root_argument(parser)
     args = parser.parse_args(argv)
     apply_root_argument(args)
-    return report_data_errors(lambda: work(args))
+    return report_data_errors(lambda: work(args), interrupted)
 
 
 def run_root_only_script(description, work, argv=None):
     """run_script for a script whose one option is --root; work() takes no arguments."""
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
-    return run_script(parser, lambda args: work(), argv)
+    return run_script(parser, lambda args: work(), argv, RERUN_NOTE)
 
 
 def hms(seconds):

@@ -132,7 +132,8 @@ def main(argv=None):
         print(f"{args.num_train} training + {args.num_test} test images in {load_data.raw_dir()} "
               f"({rate:.1f} images/s with {max(1, args.workers)} workers)")
 
-    return load_data.run_script(argument_parser(), work, argv)
+    return load_data.run_script(argument_parser(), work, argv, "the images written are complete; run the same command "
+                                "with --overwrite to start again")
 
 
 if __name__ == "__main__":

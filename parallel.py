@@ -10,6 +10,7 @@ are cancelled, the running ones finish, and no process is killed.
 import concurrent.futures
 import contextlib
 import multiprocessing
+import multiprocessing.forkserver
 import os
 import queue
 import signal
@@ -35,9 +36,28 @@ def _exit_when_gone(parent_pid):
 
 
 def _pool_worker_init(parent_pid, initializer, initargs):
+    """A worker leaves Ctrl-C (which a terminal sends to every process of the job) to its parent, which stops the
+    pool in order; it ends by itself when the parent dies; then it runs the caller's set-up."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_exit_when_gone, args=(parent_pid,), daemon=True).start()
     if initializer is not None:
         initializer(*initargs)
+
+
+def _start_forkserver():
+    """Start the forkserver (once per process) with SIGINT ignored, which it and every worker it forks inherit, so
+    that a Ctrl-C during a worker's start-up (imports: a second or more) cannot kill it and break its pool. A Ctrl-C
+    meanwhile waits, blocked, for this process's own handler."""
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        multiprocessing.forkserver.ensure_running()
+        return
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        multiprocessing.forkserver.ensure_running()
+    finally:
+        signal.signal(signal.SIGINT, handler)
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
 
 @contextlib.contextmanager
@@ -46,6 +66,8 @@ def process_pool(workers, initializer=None, initargs=(), start_method=None):
     themselves within PARENT_POLL_SECONDS of this process's death. On leaving, by success or by exception, it
     cancels the tasks not yet started and waits for the running ones."""
     context = multiprocessing.get_context(start_method)
+    if context.get_start_method() == "forkserver":
+        _start_forkserver()
     executor = ProcessPoolExecutor(workers, mp_context=context, initializer=_pool_worker_init,
                                    initargs=(os.getpid(), initializer, initargs))
     try:
@@ -79,14 +101,6 @@ def _start_method():
     return "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
 
 
-def _prefetch_worker_init(initializer, initargs):
-    """A prefetcher worker leaves Ctrl-C to its parent, which stops the pool in order, then runs the caller's
-    set-up."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if initializer is not None:
-        initializer(*initargs)
-
-
 class _Stopped(Exception):
     """The consumer went away; the producer thread ends."""
 
@@ -111,9 +125,8 @@ class Prefetcher:
 
     def __enter__(self):
         if self.num_workers > 0:
-            self.pool = self.exits.enter_context(process_pool(
-                self.num_workers, _prefetch_worker_init, (self.initializer, self.initargs),
-                start_method=_start_method()))
+            self.pool = self.exits.enter_context(process_pool(self.num_workers, self.initializer, self.initargs,
+                                                              start_method=_start_method()))
         self.thread.start()
         if self.keys:
             self.requests.put(True)

@@ -241,12 +241,17 @@ def main(argv=None):
                      f"got {args.num_transforms}")
     load_data.apply_root_argument(args)
     ranks = distributed.ranks_from_environment()
+
+    def work():
+        with load_data.orderly_stop():
+            run(args, ranks)
+
     try:
-        return distributed.run_rank(lambda: run(args, ranks), ranks, (load_data.DataError, ValueError))
+        return distributed.run_rank(work, ranks, (load_data.DataError, ValueError))
     except KeyboardInterrupt:
         print("\nstopped; the images predicted so far are kept beside the output files (*.partial<rank>.npz), "
               "and the same command continues from there", file=sys.stderr)
-        return 130
+        return load_data.INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -139,7 +139,8 @@ def main(argv=None):
     parser.add_argument("file", help="predictions: .npy.gz (rows in ID order) or submission .csv.gz")
     parser.add_argument("--subset", choices=("test", "valid"), default="test", help="labels to score against")
     parser.add_argument("--png", default=None, help="bar chart path (default: FILE with suffix _scores.png)")
-    return load_data.run_script(parser, lambda args: score_file(args.file, args.subset, args.png), argv)
+    return load_data.run_script(parser, lambda args: score_file(args.file, args.subset, args.png), argv,
+                                load_data.RERUN_NOTE)
 
 
 if __name__ == "__main__":

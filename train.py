@@ -245,24 +245,27 @@ def save_learning_curve(path, losses_train, losses_valid, mean_baseline):
 
 
 class StopRequest:
-    """Turns the first SIGINT/SIGTERM into a request to stop after the current batch; a second one stops at once."""
+    """Turns the first SIGINT/SIGTERM into a request to stop after the current batch; a second one stops at once
+    (load_data.stop_now: later ones are ignored while the run unwinds)."""
 
     def __init__(self):
         self.requested = False
         self.previous = {}
 
     def __enter__(self):
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in load_data.STOP_SIGNALS:
             self.previous[sig] = signal.signal(sig, self.handle)
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type, *exc):
+        if exc_type is KeyboardInterrupt:  # stopping at once: the signals stay ignored
+            return
         for sig, handler in self.previous.items():
             signal.signal(sig, handler)
 
     def handle(self, signum, frame):
         if self.requested:
-            raise KeyboardInterrupt
+            load_data.stop_now()
         self.requested = True
         tqdm.write(f"{signal.Signals(signum).name} received: stopping after this batch "
                    "(send it again to stop at once, without saving)")
@@ -303,10 +306,16 @@ def main(recipe, argv=None):
     def work():
         args = parse_args(recipe, argv)
         load_data.apply_root_argument(args)
-        run(recipe, args, ranks)
+        with load_data.orderly_stop():
+            run(recipe, args, ranks)
 
     try:
         status = distributed.run_rank(work, ranks, (load_data.DataError, ValueError))
+    except KeyboardInterrupt:
+        path = checkpoints.checkpoint_path(Path(recipe["__file__"]).stem)
+        kept = f"the last checkpoint, {path}, is kept" if path.exists() else "no checkpoint was written yet"
+        print(f"\nstopped at once; {kept}: run {resume_command()} to go on", file=sys.stderr)
+        status = load_data.INTERRUPTED
     finally:
         LOGGING["enabled"] = True
     if status:
@@ -626,9 +635,14 @@ class Trainer:
         """Save the state reached (chunk and batch within it) and say how to resume; returns "stopped"."""
         self.save()
         log(f"{stopped_at(chunk, batch, batches_per_chunk, self.config['NUM_CHUNKS'])}; checkpoint saved. "
-            f"Run the same command again to resume: {' '.join([Path(sys.argv[0]).name] + sys.argv[1:])}")
+            f"Run the same command again to resume: {resume_command()}")
         distributed.barrier(self.ranks)
         return "stopped"
+
+
+def resume_command():
+    """This run's command line without --fresh, which would start over instead of resuming."""
+    return " ".join([Path(sys.argv[0]).name] + [arg for arg in sys.argv[1:] if arg != "--fresh"])
 
 
 def stopped_at(chunk, batch, batches_per_chunk, num_chunks):
