@@ -5,6 +5,7 @@ back through load_trained() without importing the training loop.
 """
 import fcntl
 import importlib.util
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -73,6 +74,9 @@ def load_checkpoint(path):
     advice = "delete it (or train with --fresh) to start over, or restore the file"
     if Path(path).stat().st_size == 0:
         raise load_data.DataError(f"{path}: checkpoint file is empty (0 bytes); {advice}")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive: anything else is damaged or another file
+        raise load_data.DataError(f"{path}: not a readable checkpoint (not the zip archive torch.save writes: damaged, "
+                                  f"cut short, or another kind of file); {advice}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several unrelated types for damaged files
@@ -92,7 +96,7 @@ def load_model_state(model, state, path, model_name):
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
-        detail = next((line.strip() for line in str(exc).splitlines()[1:] if line.strip()), str(exc))
+        detail = next((line.strip() for line in str(exc).splitlines()[1:] if line.strip()), str(exc)).rstrip(".")
         raise load_data.DataError(f"{path}: its parameters do not fit the network {model_name}.py builds now "
                                   f"(another model's checkpoint, or build_model() changed since): {detail[:300]}; "
                                   f"train again with --fresh, or restore the script") from None

@@ -252,7 +252,7 @@ class NotATensor:
 
 @pytest.mark.parametrize("content, words", [
     (b"", "empty (0 bytes)"),
-    (np.random.default_rng(0).bytes(2000), "not a readable checkpoint"),
+    (np.random.default_rng(0).bytes(2000), "not the zip archive torch.save writes"),
     ("bare", "bare state dict"),
     ("object", "never loaded"),
 ])
