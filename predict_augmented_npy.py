@@ -193,6 +193,9 @@ def run(args, ranks=distributed.Ranks()):
 
     labelled = load_data.labelled_split()
     splits = (("valid", labelled.valid_ids, "train"), ("test", load_data.load_ids("test"), "test"))
+    checked = load_data.check_images_read([(subset, ids) for _, ids, subset in splits])
+    if ranks.is_main:
+        print(checked)
     results = {}
     for split, ids, subset in splits:
         prepro = ra.prepro_matrices(config["PREPROCESSING"], ids, subset)

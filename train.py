@@ -356,6 +356,7 @@ def train_model(recipe, args, ranks):
             f"{config['LEARNING_RATE_SCHEDULE']}")
 
     split = load_data.labelled_split()
+    log(load_data.check_images_read([("train", load_data.load_ids("train")), ("test", load_data.load_ids("test"))]))
     if config["CHUNK_SIZE"] == EPOCH:
         config["CHUNK_SIZE"] = len(split.train_ids) // config["BATCH_SIZE"] * config["BATCH_SIZE"]
         if config["CHUNK_SIZE"] == 0:
@@ -576,7 +577,21 @@ class Trainer:
     def train_to_end(self, chunks, valid_views_for, valid_labels, mean_baseline):
         """Train on `chunks` (from chunk_source) to the end of the schedule, validating every VALIDATE_EVERY
         chunks against valid_views_for(input declaration) (N, V, 3, S, S) and valid_labels (N, 37). Returns "stopped" when a signal
-        stopped it (after saving), "done" when every chunk is trained."""
+        stopped it (after saving), "done" when every chunk is trained. An error stops it after saving the
+        checkpoint at the last completed minibatch, so that a rerun loses nothing."""
+        try:
+            return self.train_chunks(chunks, valid_views_for, valid_labels, mean_baseline)
+        except Exception:
+            self.save()
+            config, state = self.config, self.state
+            where = stopped_at(state["next_chunk"], state["next_batch"], config["CHUNK_SIZE"] // config["BATCH_SIZE"],
+                               config["NUM_CHUNKS"])
+            log(f"{where} by the error below; checkpoint saved. Once its cause is mended, run {resume_command()} "
+                "to resume")
+            raise
+
+    def train_chunks(self, chunks, valid_views_for, valid_labels, mean_baseline):
+        """train_to_end's loop."""
         config, state, ranks, device = self.config, self.state, self.ranks, self.device
         num_chunks, batch_size = config["NUM_CHUNKS"], config["BATCH_SIZE"]
         batches_per_chunk = config["CHUNK_SIZE"] // batch_size

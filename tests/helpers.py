@@ -1,6 +1,7 @@
 """What the tests share besides fixtures: the project folder, the tiny model and its try script, labels valid in
 the decision tree, the one builder of tiny project roots, isolation from shared data, and a few constants."""
 import contextlib
+import io
 import os
 import shutil
 import subprocess
@@ -63,6 +64,44 @@ def tiny_recipe(folder, source=TINY_RECIPE_SOURCE, model_name=TINY_MODEL_NAME):
     script = folder / f"{model_name}.py"
     script.write_text(source)
     return vars(checkpoints.import_try_script(model_name, script))
+
+
+def noise_jpeg_bytes(seed, size=(load_data.IMAGE_SIZE, load_data.IMAGE_SIZE), fmt="JPEG"):
+    """The bytes of a random-noise RGB image of `size` (width, height) in format `fmt`."""
+    pixels = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def jpeg_claiming_size(width, height, seed=0):
+    """A 424x424 JPEG whose frame header (SOF0) says width x height: what a huge image's header looks like."""
+    data = bytearray(noise_jpeg_bytes(seed))
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5:sof + 9] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
+    return bytes(data)
+
+
+IMAGE_PROBLEMS = ["missing", "truncated", "not jpeg", "wrong size", "huge"]
+
+
+def corrupt_image(folder, galaxy_id, problem):
+    """Make the image of `galaxy_id` in `folder` bad in one way; returns the text the error must contain."""
+    path = folder / f"{galaxy_id}.jpg"
+    if problem == "missing":
+        path.unlink()
+        return "image file missing"
+    if problem == "truncated":
+        path.write_bytes(path.read_bytes()[:5000])
+        return "cannot decode"
+    if problem == "not jpeg":
+        path.write_bytes(noise_jpeg_bytes(galaxy_id, fmt="PNG"))
+        return "not a JPEG"
+    if problem == "huge":
+        path.write_bytes(jpeg_claiming_size(12000, 12000, galaxy_id))
+        return "image is 12000x12000, expected 424x424"
+    path.write_bytes(noise_jpeg_bytes(galaxy_id, size=(300, 200)))
+    return "image is 300x200, expected 424x424"
 
 
 def tree_valid_labels(num_rows, rng, zero_fraction=0.2):

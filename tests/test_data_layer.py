@@ -17,20 +17,12 @@ import create_solutions_train
 import create_train_ids
 import decision_tree
 import load_data
-from helpers import PROJECT_DIR, tree_valid_labels
+from helpers import IMAGE_PROBLEMS, PROJECT_DIR, corrupt_image, noise_jpeg_bytes, tree_valid_labels
 
 TRAIN_IDS = (100023, 100008, 999967, 100090, 5000)  # deliberately unsorted, of different lengths
 TEST_IDS = (100018, 100001, 200)
 DiskUsage = namedtuple("DiskUsage", "total used free", defaults=(0, 0, 0))
 pytestmark = pytest.mark.usefixtures("isolated")  # away from /dev/shm, $GALAXY_ROOT and an earlier test's root
-
-
-def noise_jpeg_bytes(seed, size=(load_data.IMAGE_SIZE, load_data.IMAGE_SIZE), fmt="JPEG"):
-    """The bytes of a random-noise RGB image of `size` (width, height) in format `fmt`."""
-    pixels = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format=fmt)
-    return buffer.getvalue()
 
 
 def write_csv(path, header, rows):
@@ -191,23 +183,7 @@ def test_bad_image_folder_is_rejected(raw_root, capsys, folder_state):
     assert not (root / "data" / "train_ids.npy").exists() and not (root / "data" / "test_ids.npy").exists()
 
 
-def corrupt_image(folder, galaxy_id, problem):
-    """Make the image of `galaxy_id` in `folder` bad in one way; returns the text the error must contain."""
-    path = folder / f"{galaxy_id}.jpg"
-    if problem == "missing":
-        path.unlink()
-        return "image file missing"
-    if problem == "truncated":
-        path.write_bytes(path.read_bytes()[:5000])
-        return "cannot decode"
-    if problem == "not jpeg":
-        path.write_bytes(noise_jpeg_bytes(galaxy_id, fmt="PNG"))
-        return "not a JPEG"
-    path.write_bytes(noise_jpeg_bytes(galaxy_id, size=(300, 200)))
-    return "image is 300x200, expected 424x424"
-
-
-@pytest.mark.parametrize("problem", ["missing", "truncated", "not jpeg", "wrong size"])
+@pytest.mark.parametrize("problem", IMAGE_PROBLEMS)
 def test_bad_image_is_named_and_no_cache_is_left(raw_root, capsys, problem):
     root, _ = raw_root
     assert run_main(create_train_ids, root, capsys)[0] == 0

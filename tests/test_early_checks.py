@@ -1,9 +1,13 @@
 """Checks made before a step's work: every script refuses an output folder it cannot write, in one line and before
-any work (before, a traceback, for training and prediction only after all their work)."""
+any work (before, a traceback, for training and prediction only after all their work); training and prediction
+refuse a broken image before their work (before, when it was first drawn, losing the training since the last
+checkpoint); a huge image is refused from its header, never decoded."""
 import numpy as np
 import pytest
+import simplejpeg
 
 import blend_predictions
+import checkpoints
 import convert_npy_to_csv
 import copy_data_to_shm
 import create_solutions_train
@@ -13,7 +17,8 @@ import make_synthetic_data
 import predict_augmented_npy
 import score_predictions
 import train
-from helpers import make_tiny_root, read_only, tiny_recipe
+from helpers import (IMAGE_PROBLEMS, TINY_MODEL_NAME, corrupt_image, jpeg_claiming_size, make_tiny_root, read_only,
+                     tiny_recipe)
 
 
 def write_predictions(split, name="model_a"):
@@ -72,3 +77,29 @@ def test_an_unwritable_output_folder_is_one_line_before_any_work(isolated, capsy
     assert status == 1 and err.startswith("error: ") and len(err.strip().splitlines()) == 1
     assert "cannot write in this folder" in err and str(folder) in err and "Traceback" not in err
     assert files(root) == before  # nothing written, not even a temporary
+
+
+@pytest.mark.parametrize("subset", ["train", "test"])
+@pytest.mark.parametrize("problem", IMAGE_PROBLEMS)
+def test_a_broken_image_stops_training_before_it_starts(isolated, capsys, problem, subset):
+    root = make_tiny_root(isolated / "root", num_train=20, num_test=3)
+    load_data.set_root(root)
+    bad_id = int(load_data.load_ids(subset)[-1])  # a test image is read only after training, a validation one later
+    expected = corrupt_image(load_data.raw_images_dir(subset), bad_id, problem)
+    if problem == "truncated":  # found from the file's end, without decoding it
+        expected = "cut short"
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(tiny_recipe(isolated), ["--root", str(root), "--num-chunks", "3", "--workers", "0"])
+    captured = capsys.readouterr()
+    assert exit_info.value.code == 1 and expected in captured.err and f"GalaxyID {bad_id}" in captured.err
+    assert "chunk 1/" not in captured.out and not checkpoints.checkpoint_path(TINY_MODEL_NAME).exists()
+
+
+def test_a_huge_image_is_refused_from_its_header_without_decoding(tmp_path, monkeypatch):
+    path = tmp_path / "1.jpg"
+    path.write_bytes(jpeg_claiming_size(12000, 12000))
+    decoded = []
+    monkeypatch.setattr(simplejpeg, "decode_jpeg", lambda *args, **kwargs: decoded.append(1))
+    with pytest.raises(load_data.DataError, match="image is 12000x12000, expected 424x424"):
+        load_data.decode_jpeg(path, 1)
+    assert decoded == []

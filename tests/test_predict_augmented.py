@@ -11,7 +11,7 @@ import decision_tree
 import load_data
 import predict_augmented_npy
 import realtime_augmentation as ra
-from helpers import TINY_MODEL_NAME, make_tiny_root, tiny_model, tiny_recipe
+from helpers import TINY_MODEL_NAME, corrupt_image, make_tiny_root, tiny_model, tiny_recipe
 
 ZOOMS = (1 / 1.2, 1.0, 1.2)
 ANGLES = np.arange(10) * 36.0
@@ -231,4 +231,19 @@ def test_predictions_that_are_not_numbers_are_never_written(isolated, monkeypatc
                                        "--workers", "0"]) == 1
     err = capsys.readouterr().err
     assert "stand_in's valid predictions (not written)" in err and "is not a number within [0, 1]" in err
+    assert not predict_augmented_npy.averaged_path("stand_in", "valid").exists()
+
+
+def test_a_broken_test_image_stops_prediction_before_it_starts(isolated, monkeypatch, capsys):
+    """Checked from its header and end before the validation images are predicted (before: found after them)."""
+    root = make_tiny_root(isolated / "root", num_train=20, num_test=3)
+    load_data.set_root(root)
+    bad_id = int(load_data.load_ids("test")[-1])
+    expected = corrupt_image(load_data.raw_images_dir("test"), bad_id, "wrong size")
+    monkeypatch.setattr(checkpoints, "load_trained", lambda name, device="cpu", script=None: (
+        StandInModel(), checkpoints.with_defaults({"PREPROCESSING": None})))
+    assert predict_augmented_npy.main(["stand_in", "--root", str(root), "--num-transforms", "2", "--device", "cpu",
+                                       "--workers", "0"]) == 1
+    captured = capsys.readouterr()
+    assert expected in captured.err and f"GalaxyID {bad_id}" in captured.err and "valid:" not in captured.err
     assert not predict_augmented_npy.averaged_path("stand_in", "valid").exists()

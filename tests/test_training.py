@@ -319,3 +319,30 @@ def test_a_killed_run_leaves_no_lock_and_its_stale_temporary_is_removed(isolated
     stale.write_bytes(b"\0" * 1000)
     run_training(recipe, root)
     assert not stale.exists()
+
+
+def test_an_error_during_training_saves_the_last_completed_minibatch(isolated, recipe, monkeypatch, capsys):
+    """A bad image met in chunk 3 (simulated): the checkpoint holds the 4 minibatches done, and the rerun ends with
+    the parameters of an uninterrupted run (before, the training since the last checkpoint, here all of it, was
+    lost)."""
+    root = make_tiny_root(isolated / "root", num_train=20, num_test=2)
+    options = ["--validate-every", "3"]  # no checkpoint before the end
+    uninterrupted = run_training(recipe, root, *options)
+    real_train_batch, calls = train.train_batch, []
+
+    def failing_train_batch(*args):
+        calls.append(1)
+        if len(calls) == 5:
+            raise load_data.DataError("GalaxyID 100008: simulated unreadable image")
+        return real_train_batch(*args)
+
+    monkeypatch.setattr(train, "train_batch", failing_train_batch)
+    with pytest.raises(SystemExit):
+        run_training(recipe, root, *options, "--fresh")
+    saved = checkpoints.load_checkpoint(checkpoints.checkpoint_path(TINY_MODEL_NAME))
+    assert (saved["next_chunk"], saved["next_batch"]) == (2, 0)
+    assert "stopped after chunk 2 of 3 by the error below; checkpoint saved" in capsys.readouterr().out
+    monkeypatch.setattr(train, "train_batch", real_train_batch)
+    resumed = run_training(recipe, root, *options)
+    for name, tensor in uninterrupted["model"].items():
+        assert torch.equal(resumed["model"][name], tensor), name
