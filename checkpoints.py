@@ -3,7 +3,6 @@
 Training (train.py) writes analysis/final/<model>.pt; prediction (predict_augmented_npy.py) and the demo read it
 back through load_trained() without importing the training loop.
 """
-import fcntl
 import importlib.util
 import zipfile
 from pathlib import Path
@@ -40,23 +39,12 @@ def submission_path(model_name):
 
 
 def training_lock(model_name):
-    """Take analysis/final/<model_name>.lock (an exclusive lock that ends with the process holding it, however it
-    ends) and remove the temporary files an interrupted checkpoint write of this model left behind. Returns the
-    open lock file: the lock is held until it is closed. DataError when another live process holds it."""
-    path = load_data.analysis_dir() / f"{model_name}.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lock = open(path, "a")
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        lock.close()
-        raise load_data.DataError(f"{path}: another run of {model_name} is training into the same checkpoint; wait "
-                                  f"for it to end or stop it first") from None
-    for name in (checkpoint_path(model_name).name, f"{model_name}_learning_curve.png"):
-        for stale in path.parent.glob(f".{name}.*.tmp"):  # load_data.atomic_path's naming
-            print(f"removing {stale} ({stale.stat().st_size / 1e6:.1f} MB), left by an interrupted write")
-            stale.unlink(missing_ok=True)
-    return lock
+    """load_data.take_lock for a training run of model_name: analysis/final/<model_name>.lock, the temporaries of its
+    checkpoint and learning curve removed. Returns the open lock file."""
+    folder = load_data.analysis_dir()
+    return load_data.take_lock(folder / f"{model_name}.lock",
+                               [checkpoint_path(model_name), folder / f"{model_name}_learning_curve.png"],
+                               f"another run of {model_name} is training into the same checkpoint")
 
 
 def save_checkpoint(path, state):

@@ -163,18 +163,28 @@ def check_space_for_everything(subsets, cache):
 def copy_and_cache(subsets, cache, workers):
     """Copy each subset's images to RAM and, when `cache`, build its decoded cache; prints what it did."""
     check_ram_folder()
-    check_space_for_everything(subsets, cache)
-    load_data.check_writable(*(load_data.ram_images_dir(subset) for subset in subsets),
-                             advice="or set GALAXY_RAM_DIR to another folder")
-    for subset in subsets:
+    load_data.check_writable(load_data.ram_dir(), advice="or set GALAXY_RAM_DIR to another folder")
+    targets = [path for subset in subsets for path in (load_data.ram_images_dir(subset) / "*.jpg",
+                                                       load_data.cache_path(subset))]
+    lock = load_data.take_lock(load_data.ram_dir() / "copy.lock", targets, "another copy_data_to_shm.py is writing here")
+    try:
+        check_space_for_everything(subsets, cache)
+        for subset in subsets:
+            copy_subset(subset, cache, workers)
+    finally:
+        lock.close()
+
+
+def copy_subset(subset, cache, workers):
+    """Copy one subset's images to RAM and, when `cache`, build its decoded cache; prints what it did."""
+    start = time.time()
+    copied, skipped = copy_images(subset)
+    print(f"{subset}: copied {copied} images, {skipped} already there -> "
+          f"{load_data.ram_images_dir(subset)} ({load_data.hms(time.time() - start)})")
+    if cache:
         start = time.time()
-        copied, skipped = copy_images(subset)
-        print(f"{subset}: copied {copied} images, {skipped} already there -> "
-              f"{load_data.ram_images_dir(subset)} ({load_data.hms(time.time() - start)})")
-        if cache:
-            start = time.time()
-            count, path = build_cache(subset, workers)
-            print(f"{subset}: decoded {count} images -> {path} ({load_data.hms(time.time() - start)})")
+        count, path = build_cache(subset, workers)
+        print(f"{subset}: decoded {count} images -> {path} ({load_data.hms(time.time() - start)})")
 
 
 def main(argv=None):

@@ -15,6 +15,7 @@ When that script also built a decoded uint8 cache, `load_image` reads from it in
 import argparse
 import collections
 import contextlib
+import fcntl
 import gzip
 import hashlib
 import io
@@ -407,6 +408,26 @@ def atomic_path(path):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def take_lock(path, targets, holder):
+    """Take the exclusive lock `path` (flock: it ends with the process holding it, however that ends) for a run that
+    writes `targets` (a name may be a glob pattern), and remove the temporaries an interrupted write of them left
+    (atomic_path's naming; hundreds of MB for a checkpoint, tens of GB for a decoded cache). Returns the open lock file: the lock is held until it is
+    closed. DataError when another live process holds it; `holder` says what that process is doing."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = open(path, "a")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        raise DataError(f"{path}: {holder}; wait for it to end or stop it first") from None
+    for target in map(Path, targets):
+        for stale in target.parent.glob(f".{target.name}.*.tmp"):
+            print(f"removing {stale} ({stale.stat().st_size / 1e6:.1f} MB), left by an interrupted write")
+            stale.unlink(missing_ok=True)
+    return lock
 
 
 def save_npy(path, array):

@@ -178,8 +178,21 @@ def predict_split_sharded(model, galaxy_ids, subset, transforms, prepro, args, d
 
 
 def run(args, ranks=distributed.Ranks()):
-    if ranks.is_main:
-        load_data.check_writable(*(averaged_path(args.model, split).parent for split in ("valid", "test")))
+    """predict_all, holding the model's prediction lock on rank 0 (a second run of the same model is refused while
+    this one lives) after the stale temporaries of its files are removed."""
+    if not ranks.is_main:
+        return predict_all(args, ranks)
+    splits = ("valid", "test")
+    load_data.check_writable(*(averaged_path(args.model, split).parent for split in splits))
+    with load_data.take_lock(load_data.predictions_dir() / "augmented" / f"{args.model}.lock",
+                             [path for split in splits for path in (averaged_path(args.model, split),
+                                                                     partial_path(args.model, split, ranks))],
+                             f"another prediction run of {args.model} is writing the same files"):
+        predict_all(args, ranks)
+
+
+def predict_all(args, ranks):
+    """Predict the validation and test images with the model of args.model and write both files (rank 0)."""
     device = distributed.rank_device(checkpoints.pick_device(args.device), ranks)
     distributed.start(device, ranks)
     tf32_note = precision.set_tf32(device, args.tf32)

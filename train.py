@@ -39,6 +39,7 @@ processes; --amp bf16 runs forward and backward under bfloat16 autocast (on CUDA
 CUDA use TF32 in matrix products and convolutions, which are strict fp32 otherwise (precision.py).
 """
 import argparse
+import contextlib
 import math
 import signal
 import sys
@@ -327,12 +328,8 @@ def run(recipe, args, ranks=distributed.Ranks()):
     checkpoint is refused while this one lives."""
     if ranks.is_main:
         load_data.check_writable(load_data.analysis_dir(), load_data.predictions_dir())
-    lock = checkpoints.training_lock(Path(recipe["__file__"]).stem) if ranks.is_main else None
-    try:
+    with checkpoints.training_lock(Path(recipe["__file__"]).stem) if ranks.is_main else contextlib.nullcontext():
         train_model(recipe, args, ranks)
-    finally:
-        if lock is not None:
-            lock.close()
 
 
 def train_model(recipe, args, ranks):

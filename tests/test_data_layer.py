@@ -360,3 +360,22 @@ def test_decoder_gives_pil_pixels_on_the_real_sample(real_sample):
         with Image.open(path) as img:
             expected = np.asarray(img.convert("RGB"))
         np.testing.assert_array_equal(load_data.decode_jpeg(path), expected, err_msg=str(path))
+
+
+def test_a_second_copy_is_refused_and_stale_temporaries_are_removed(raw_root, capsys):
+    """While another copy_data_to_shm.py holds the RAM folder's lock, a run is refused; the next one removes the
+    temporaries that a killed run left (a decoded cache's is the size of the cache) and builds the cache."""
+    root, _ = raw_root
+    assert run_main(create_train_ids, root, capsys)[0] == 0
+    load_data.set_root(root)
+    with load_data.take_lock(load_data.ram_dir() / "copy.lock", [], "held by the test"):
+        status, _, err = run_main(copy_data_to_shm, root, capsys, "--cache", "--workers", "1")
+        assert status == 1 and "another copy_data_to_shm.py is writing here" in err
+    stale = [load_data.ram_dir() / f".{load_data.cache_path('train').name}.k1ll3d.tmp",
+             load_data.ram_images_dir("test") / f".{TEST_IDS[0]}.jpg.k1ll3d.tmp"]
+    for path in stale:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"\0" * 1000)
+    status, out, _ = run_main(copy_data_to_shm, root, capsys, "--cache", "--workers", "1")
+    assert status == 0 and not any(path.exists() for path in stale) and out.count("removing") == 2
+    assert load_data.cache_path("train").exists()

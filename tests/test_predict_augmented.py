@@ -247,3 +247,21 @@ def test_a_broken_test_image_stops_prediction_before_it_starts(isolated, monkeyp
     captured = capsys.readouterr()
     assert expected in captured.err and f"GalaxyID {bad_id}" in captured.err and "valid:" not in captured.err
     assert not predict_augmented_npy.averaged_path("stand_in", "valid").exists()
+
+
+def test_a_second_prediction_run_of_a_model_is_refused_and_stale_temporaries_are_removed(isolated, monkeypatch,
+                                                                                            capsys):
+    root = make_tiny_root(isolated / "root", num_train=20, num_test=3)
+    load_data.set_root(root)
+    monkeypatch.setattr(checkpoints, "load_trained", lambda name, device="cpu", script=None: (
+        StandInModel(), checkpoints.with_defaults({"PREPROCESSING": None})))
+    options = ["stand_in", "--root", str(root), "--num-transforms", "2", "--device", "cpu", "--workers", "0"]
+    with load_data.take_lock(load_data.predictions_dir() / "augmented" / "stand_in.lock", [], "held by the test"):
+        assert predict_augmented_npy.main(options) == 1
+        assert "another prediction run of stand_in" in capsys.readouterr().err
+    path = predict_augmented_npy.averaged_path("stand_in", "test")
+    stale = path.with_name(f".{path.name}.k1ll3d.tmp")
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"\0" * 1000)
+    assert predict_augmented_npy.main(options) == 0
+    assert not stale.exists() and path.exists()
