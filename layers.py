@@ -138,8 +138,10 @@ def reinitialise_standard(model):
 def apply_max_norm(linear, max_norm):
     """Shrink, in place, each output unit's incoming weights whose root-mean-square exceeds max_norm down to
     max_norm (the original's "norm" is this RMS over the inputs). linear.weight: (out, in)."""
-    rms = linear.weight.pow(2).mean(dim=1, keepdim=True).sqrt()
-    linear.weight.mul_(torch.clamp(max_norm / rms, max=1.0))
+    # The mean of squares in float64: a float32 reduction over thousands of inputs is off by up to 1e-4 in some
+    # process states on the CPU (its summation order varies), which let a unit end above its limit.
+    rms = linear.weight.double().pow(2).mean(dim=1, keepdim=True).sqrt()
+    linear.weight.mul_(torch.clamp(max_norm / rms, max=1.0).to(linear.weight.dtype))
 
 
 class GalaxyOutput(nn.Module):

@@ -113,7 +113,7 @@ def check_max_norm(model):
             linear.weight.mul_(1e4)
     model.apply_max_norm()
     for linear, limit in zip(model.dense_linears(), model.max_norm):
-        rms = linear.weight.detach().pow(2).mean(dim=1).sqrt()
+        rms = linear.weight.detach().double().pow(2).mean(dim=1).sqrt()
         assert float(rms.max()) <= limit * (1 + 1e-5)
         assert float(rms.max()) >= limit * (1 - 1e-5)
 
