@@ -11,7 +11,9 @@ the models named with --models) and the validation split of data/solutions_train
 Weights are a softmax of free parameters (so they are non-negative and sum to 1), fitted by L-BFGS-B
 on the validation MSE with its analytic gradient, starting from the uniform blend. Test predictions are
 read one file at a time and accumulated, so memory holds one model's test set and the three blends.
-The fitted weights show which models help; convert_npy_to_csv.py turns a blend into a submission.
+The fitted weights show which models help; convert_npy_to_csv.py turns a blend into a submission. Each blend's
+record lists the prediction files it was made from; each prediction file is read only when its record says it was
+made for the current validation or test IDs from its model's checkpoint as it is now.
 """
 import argparse
 import sys
@@ -45,16 +47,21 @@ def available_models(chosen=None):
         raise load_data.DataError(f"{load_data.augmented_predictions_dir('test')}: no <model>.npy.gz predictions; "
                                   "run predict_augmented_npy.py for at least one model first")
     for model in models:
-        if not (load_data.augmented_predictions_dir("valid") / f"{model}.npy.gz").exists():
-            raise load_data.DataError(f"{load_data.augmented_predictions_dir('valid') / (model + '.npy.gz')}: missing (the test "
+        if not load_data.augmented_predictions_path(model, "valid").exists():
+            raise load_data.DataError(f"{load_data.augmented_predictions_path(model, 'valid')}: missing (the test "
                                       "predictions of this model exist); rerun predict_augmented_npy.py for it")
     return models
 
 
-def load_checked(path, galaxy_ids):
-    """One model's predictions from path, one row per GalaxyID of galaxy_ids: refused (naming the row, GalaxyID and
-    column) unless shaped so, finite and within [0, 1] up to submission.RANGE_TOLERANCE. (N, 37) float64."""
-    return submission.check_predictions(galaxy_ids, load_data.load_gz(path), path)[1]
+SPLIT_IDS = {"valid": "validation IDs (the last 10% of data/train_ids.npy)", "test": "test IDs (data/test_ids.npy)"}
+
+
+def load_checked(model, split, galaxy_ids):
+    """One model's predictions of a split, one row per GalaxyID of galaxy_ids: refused unless its record says it was
+    made for these IDs from the model's checkpoint as it is now (when it is there), and unless its values are finite
+    and within [0, 1] up to submission.RANGE_TOLERANCE (naming the row, GalaxyID and column). (N, 37) float64."""
+    return submission.load_recorded(load_data.augmented_predictions_path(model, split), galaxy_ids, SPLIT_IDS[split],
+                                    f"run predict_augmented_npy.py {model} again")[1]
 
 
 def softmax(params, axis=0):
@@ -101,7 +108,7 @@ def blend_test_set(models, weights_by_blend, test_ids):
     """Apply each blend's weights to the test predictions, one model's file at a time: {blend name: (N_test, 37)}."""
     totals = {name: np.zeros((len(test_ids), decision_tree.NUM_OUTPUTS)) for name in weights_by_blend}
     for m, model in enumerate(models):
-        predictions = load_checked(load_data.augmented_predictions_dir("test") / f"{model}.npy.gz", test_ids)
+        predictions = load_checked(model, "test", test_ids)
         for name, weights in weights_by_blend.items():
             totals[name] += predictions * weights[m]  # a scalar, or (37,) per column
     return totals
@@ -112,8 +119,7 @@ def run(chosen=None):
     load_data.check_writable(blended_dir())
     split = load_data.labelled_split()
     labels = split.valid_labels.astype(np.float64)
-    stack = np.stack([load_checked(load_data.augmented_predictions_dir("valid") / f"{model}.npy.gz", split.valid_ids)
-                      for model in models])
+    stack = np.stack([load_checked(model, "valid", split.valid_ids) for model in models])
     num_models = len(models)
     print(f"{num_models} models, {len(labels)} validation images")
     print("validation RMSE of each model:")
@@ -132,9 +138,12 @@ def run(chosen=None):
     for name, weights in weights_by_blend.items():
         print(f"  {submission.rmse(blend(stack, weights), labels):.6f}  {name} ({BLEND_FILES[name]})")
 
-    for name, blended in blend_test_set(models, weights_by_blend, load_data.load_ids("test")).items():
+    test_ids = load_data.load_ids("test")
+    made_from = [load_data.file_input(load_data.augmented_predictions_path(model, split)) for model in models for split in ("valid", "test")]
+    for name, blended in blend_test_set(models, weights_by_blend, test_ids).items():
         path = blended_dir() / BLEND_FILES[name]
-        load_data.save_gz(path, blended.astype(np.float32))
+        load_data.save_gz(path, blended.astype(np.float32), "blend_predictions.py", ids=load_data.ids_stamp(test_ids),
+                          predictions=made_from)
         print(f"wrote {path}")
 
 

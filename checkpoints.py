@@ -109,12 +109,31 @@ def with_defaults(config):
     return {**CONFIG_DEFAULTS, **config}
 
 
+def data_stamp():
+    """What a run trains and validates on, as its checkpoint records it: the stamps of the training and validation
+    IDs (load_data.labelled_split) and of data/solutions_train.npy."""
+    split = load_data.labelled_split()
+    return {"train_ids": load_data.ids_stamp(split.train_ids), "valid_ids": load_data.ids_stamp(split.valid_ids),
+            "labels": load_data.file_stamp(load_data.solutions_train_path())}
+
+
+def check_data(path, state, stamp, advice):
+    """DataError unless the checkpoint `state` (read from path) was trained on the data of `stamp` (data_stamp())."""
+    if state.get("data") != stamp:
+        raise load_data.DataError(f"{path}: trained on other training images or labels than {load_data.ids_path('train')} "
+                                  f"and {load_data.solutions_train_path()} hold now"
+                                  f"{' (or made before checkpoints recorded them)' if 'data' not in state else ''}, "
+                                  f"so its validation split is not the images it held out; {advice}")
+
+
 def load_trained(model_name, device="cpu", script=None):
-    """The trained model of analysis/final/<model_name>.pt in eval mode, and its config dict."""
+    """The trained model of analysis/final/<model_name>.pt in eval mode, and its config dict. Refused when it was
+    trained on other data than data/train_ids.npy and data/solutions_train.npy hold now."""
     path = checkpoint_path(model_name)
     if not path.exists():
         raise load_data.DataError(f"{path}: no checkpoint; train the model with {model_name}.py first")
     state = load_checkpoint(path)
+    check_data(path, state, data_stamp(), f"train it again ({model_name}.py --fresh), or restore those files")
     model = import_try_script(model_name, script).build_model()
     load_model_state(model, state["model"], path, model_name)
     return model.to(device).eval(), with_defaults(state["config"])

@@ -4,10 +4,12 @@
 
 As in the original solution, data/raw/images_{train,test}_rev1/ are copied to a folder in /dev/shm
 (load_data.ram_dir(); the GALAXY_RAM_DIR environment variable chooses another folder), so that reading
-images during training never waits on the disk. Files already there with the same size are skipped.
+images during training never waits on the disk. Files already there with the same size and modification time are
+skipped, and copies of images no longer in data/raw removed: readers refuse a RAM copy that differs from data/raw.
 
 With --cache, each subset is also decoded into one (N, 424, 424, 3) uint8 .npy in ID order
-(load_data.cache_path), which load_data.load_image then memory-maps instead of decoding JPEGs.
+(load_data.cache_path), which load_data.load_image then memory-maps instead of decoding JPEGs, with its record
+(the IDs and the image files it was decoded from), without which it is not read.
 That needs 424*424*3 bytes per image: about 33 GB for the 61,578 training images and 43 GB for the
 79,975 test images, so it is for machines with that much RAM to spare.
 """
@@ -46,13 +48,24 @@ def copy_images(subset):
     copied = skipped = 0
     for source_file in tqdm(sorted(source.glob("*.jpg")), desc=f"copy {subset}", unit="img", disable=None):
         target_file = target / source_file.name
-        if target_file.exists() and target_file.stat().st_size == source_file.stat().st_size:
+        if is_copied(source_file, target_file):
             skipped += 1
             continue
         with load_data.atomic_path(target_file) as tmp:
             shutil.copyfile(source_file, tmp)
+            shutil.copystat(source_file, tmp)  # the modification time too: load_data compares the copy with data/raw
         copied += 1
+    for stale in sorted(set(p.name for p in target.glob("*.jpg")) - set(p.name for p in source.glob("*.jpg"))):
+        (target / stale).unlink()  # an image no longer in data/raw
     return copied, skipped
+
+
+def is_copied(source_file, target_file):
+    """Whether target_file is already a copy of source_file: the same size and modification time."""
+    if not target_file.exists():
+        return False
+    source, target = source_file.stat(), target_file.stat()
+    return (source.st_size, source.st_mtime_ns) == (target.st_size, target.st_mtime_ns)
 
 
 def build_cache(subset, workers):
@@ -63,6 +76,8 @@ def build_cache(subset, workers):
     paths = [load_data.image_path(galaxy_id, subset) for galaxy_id in galaxy_ids]
     target = load_data.cache_path(subset)
     write_cache(target, galaxy_ids, paths, workers, desc=f"cache {subset}")
+    load_data.write_record(target, "copy_data_to_shm.py --cache", by_content=False, ids=load_data.ids_stamp(galaxy_ids),
+                           images=load_data.folder_stamp(load_data.raw_images_dir(subset)))
     load_data.forget_cached()
     return len(galaxy_ids), target
 
@@ -137,10 +152,8 @@ def bytes_to_write(subset, cache):
         raise load_data.DataError(f"{source}: image folder missing")
     jpegs = 0
     for source_file in source.glob("*.jpg"):
-        size = source_file.stat().st_size
-        target_file = target / source_file.name
-        if not (target_file.exists() and target_file.stat().st_size == size):
-            jpegs += size
+        if not is_copied(source_file, target / source_file.name):
+            jpegs += source_file.stat().st_size
     return jpegs, (len(load_data.load_ids(subset)) * int(np.prod(IMAGE_SHAPE)) if cache else 0)
 
 

@@ -3,7 +3,8 @@
     python create_solutions_train.py [--root ROOT]
 
 Reads data/raw/training_solutions_rev1.csv and data/train_ids.npy (run create_train_ids.py first) and
-writes data/solutions_train.npy: float32 (N, 37), row i the labels of train ID i. Before writing it checks
+writes data/solutions_train.npy: float32 (N, 37), row i the labels of train ID i, and its record
+data/solutions_train.npy.record.json (the IDs and the CSV it was made from). Before writing it checks
 the header, that every value is a number in [0, 1], that the GalaxyIDs are unique and match the training
 images one to one, and that every question's answers sum to the answer they hang from (decision_tree.py).
 """
@@ -170,7 +171,8 @@ def convert():
     row_of_id = dict(zip(galaxy_ids.tolist(), range(len(galaxy_ids))))
     ordered = labels[[row_of_id[g] for g in train_ids.tolist()]].astype(np.float32)
     target = load_data.solutions_train_path()
-    load_data.save_npy(target, ordered)
+    load_data.save_npy(target, ordered, "create_solutions_train.py", train_ids=load_data.ids_stamp(train_ids),
+                       labels_csv=load_data.file_stamp(path))
     print(f"{len(ordered)} label rows checked ({decision_tree.NUM_OUTPUTS} columns, values in [0, 1], "
           f"decision-tree sums within {TREE_TOLERANCE}) -> {target}")
 

@@ -136,7 +136,7 @@ def main():
                  env)
     for letter, model in zip(letters, args.models):
         run_step(f"6{letter}", f"test-time-averaged predictions of {model}",
-                 [predict_augmented_npy.averaged_path(model, split) for split in ("valid", "test")],
+                 [load_data.augmented_predictions_path(model, split) for split in ("valid", "test")],
                  ["predict_augmented_npy.py", model, *with_root, "--num-transforms", str(args.num_transforms)], env)
     blends = [blend_predictions.blended_dir() / name for name in blend_predictions.BLEND_FILES.values()]
     run_step(7, "blend the models", blends, ["blend_predictions.py", *with_root, "--models", ",".join(args.models)],

@@ -62,6 +62,7 @@ from tqdm import tqdm
 import load_data
 import parallel
 import sextractor
+import source_params
 from source_params import PARAM_SETS, target_path
 
 IMAGE_CENTRE = (load_data.IMAGE_SIZE - 1) / 2.0  # 211.5: the salience prior's centre and the no-source default
@@ -360,7 +361,15 @@ def save_partial(subset, backend, galaxy_ids, results):
     """Keep the results of the first len(results) of galaxy_ids, for a rerun to continue from."""
     done = np.asarray(galaxy_ids[:len(results)], dtype=np.int64)
     with load_data.atomic_path(partial_path(subset)) as tmp, open(tmp, "wb") as file:
-        np.savez(file, galaxy_ids=done, backend=backend, results=json.dumps(results))
+        np.savez(file, galaxy_ids=done, backend=backend, results=json.dumps(results), images=images_stamp(subset, done))
+
+
+def images_stamp(subset, galaxy_ids):
+    """A digest of the size and modification time of the image file of each of galaxy_ids: the images measured, as a
+    partial file records them (when one has changed since, the run starts over)."""
+    folder = load_data.raw_images_dir(subset)
+    stats = (os.stat(folder / f"{galaxy_id}.jpg") for galaxy_id in galaxy_ids)
+    return load_data.ids_stamp([value for stat in stats for value in (stat.st_size, stat.st_mtime_ns)])["digest"]
 
 
 def load_partial(subset, backend, galaxy_ids):
@@ -371,10 +380,12 @@ def load_partial(subset, backend, galaxy_ids):
     try:
         with np.load(path) as saved:
             done, saved_backend, results = saved["galaxy_ids"], str(saved["backend"]), json.loads(str(saved["results"]))
+            images = str(saved["images"])
     except (OSError, ValueError, KeyError) as exc:
         print(f"{path}: unreadable ({exc}); starting {subset} from the first image")
         return []
-    if saved_backend != backend or len(done) > len(galaxy_ids) or (done != galaxy_ids[:len(done)]).any():
+    if (saved_backend != backend or len(done) > len(galaxy_ids) or (done != galaxy_ids[:len(done)]).any()
+            or images != images_stamp(subset, done)):
         print(f"{path}: made by another backend or for other images; starting {subset} from the first image")
         return []
     print(f"{path}: continuing after the {len(done)} images measured by an earlier run")
@@ -469,7 +480,8 @@ def extract_and_save(subsets, workers, limit, backend):
               "  a, b, flux_radius, fwhm in px; petro_radius, kron_radius in units of the ellipse")
         for param_set in PARAM_SETS:
             path = target_path(param_set, subset)
-            load_data.save_gz(path, arrays[param_set.name])
+            load_data.save_gz(path, arrays[param_set.name], f"extract_pysex_params.py --backend {backend}",
+                              **source_params.record_inputs(subset, load_data.load_ids(subset)[:count]))
             print("\n".join(summary_lines(param_set, arrays[param_set.name], failures[param_set.name])))
             print(f"  saved {path}")
         partial_path(subset).unlink(missing_ok=True)

@@ -19,6 +19,7 @@ import fcntl
 import gzip
 import hashlib
 import io
+import json
 import os
 import signal
 import sys
@@ -78,9 +79,11 @@ def set_root(path):
 
 
 def forget_cached():
-    """Drop the IDs and open decoded caches read so far, so that files written since are read afresh."""
+    """Drop the IDs, open decoded caches and folder checks made so far, so that files written since are read afresh."""
     _cached_ids.clear()
     _open_caches.clear()
+    _checked.clear()
+    _folder_stamps.clear()
 
 
 def add_root_argument(parser):
@@ -130,6 +133,11 @@ def augmented_predictions_dir(split):
     return predictions_dir() / "augmented" / split
 
 
+def augmented_predictions_path(model_name, split):
+    """predictions/final/augmented/<split>/<model_name>.npy.gz: one model's test-time-averaged predictions."""
+    return augmented_predictions_dir(split) / f"{model_name}.npy.gz"
+
+
 def synthetic_test_solutions_path():
     """data/raw/synthetic_test_solutions.csv: the synthetic dataset's test labels, read only when scoring."""
     return raw_dir() / "synthetic_test_solutions.csv"
@@ -169,9 +177,21 @@ def image_path(galaxy_id, subset="train", folders=None):
 
 
 def image_folders(subset):
-    """(the subset's folder in the RAM copy, or None when there is none; its folder in data/raw)."""
-    in_ram = ram_images_dir(subset)
-    return in_ram if in_ram.is_dir() else None, raw_images_dir(subset)
+    """(the subset's folder in the RAM copy, or None when there is none; its folder in data/raw). A RAM copy is
+    refused unless its files have the names, sizes and modification times of those in data/raw (copy_data_to_shm.py
+    keeps them), so that a copy left from other or older images, or one cut short, is never read."""
+    in_ram, raw = ram_images_dir(subset), raw_images_dir(subset)
+    if not in_ram.is_dir():
+        return None, raw
+    key = ("ram copy", str(in_ram))
+    if key not in _checked:
+        copy, original = folder_stamp(in_ram), folder_stamp(raw)
+        if original is not None and copy != original:
+            raise DataError(f"{in_ram}: this RAM copy of {raw} differs from it ({copy['count']} images there, "
+                            f"{original['count']} in data/raw, or files changed since the copy); run "
+                            f"copy_data_to_shm.py again (it copies only what differs) or delete {ram_dir()}")
+        _checked[key] = True
+    return in_ram, raw
 
 
 def real_sample_dir():
@@ -190,24 +210,56 @@ def _check_subset(subset):
 # IDs and labels
 
 _cached_ids = {}
+_checked = {}  # checks made once per process (the RAM copy against data/raw)
 
 
 def load_ids(subset):
-    """Sorted GalaxyIDs of a subset, from data/<subset>_ids.npy (written by create_train_ids.py)."""
+    """Sorted GalaxyIDs of a subset, from data/<subset>_ids.npy (written by create_train_ids.py). Refused when the
+    subset's image folder is there and holds other images than the file lists (the folder is the file's one input;
+    without it, the IDs are taken as they are: blending and the submission need no images)."""
     _check_subset(subset)
     if subset not in _cached_ids:
         path = ids_path(subset)
         if not path.exists():
             raise DataError(f"{path}: missing; run create_train_ids.py first")
-        _cached_ids[subset] = np.load(path)
+        ids = np.load(path)
+        _check_ids_match_folder(path, ids, raw_images_dir(subset))
+        _cached_ids[subset] = ids
     return _cached_ids[subset]
 
 
+def _check_ids_match_folder(path, ids, folder):
+    """DataError when `folder` exists and its <GalaxyID>.jpg files are not exactly `ids`."""
+    if not folder.is_dir():
+        return
+    on_disk = np.array(sorted(int(name[:-4]) for name in _jpg_names(folder) if name[:-4].isdigit()), dtype=np.int64)
+    if np.array_equal(on_disk, ids):
+        return
+    gone, new = np.setdiff1d(ids, on_disk), np.setdiff1d(on_disk, ids)
+    problems = ([f"image file missing for {len(gone)} listed GalaxyID(s) (first: GalaxyID {gone[0]}, "
+                 f"{folder / f'{gone[0]}.jpg'})"]
+                if len(gone) else []) + \
+               ([f"{len(new)} image(s) not listed (first: {folder / f'{new[0]}.jpg'})"] if len(new) else [])
+    raise DataError(f"{path}: lists {len(ids)} GalaxyIDs, but {folder} has changed since it was written: "
+                    f"{'; '.join(problems) or 'the order differs'}; restore the images, or run create_train_ids.py "
+                    f"and the steps after it")
+
+
+def _jpg_names(folder):
+    with os.scandir(folder) as entries:
+        return [entry.name for entry in entries if entry.name.endswith(".jpg")]
+
+
 def load_solutions():
-    """Training labels (N, 37) float32 in train-ID order, from data/solutions_train.npy."""
+    """Training labels (N, 37) float32 in train-ID order, from data/solutions_train.npy; refused unless its record
+    says it was made from the current data/train_ids.npy and, when it is there, the current label CSV."""
     path = solutions_train_path()
     if not path.exists():
         raise DataError(f"{path}: missing; run create_solutions_train.py first")
+    csv = solutions_csv_path()
+    check_record(path, "run create_solutions_train.py again",
+                 train_ids=(ids_stamp(load_ids("train")), f"training IDs ({ids_path('train')})"),
+                 labels_csv=(file_stamp(csv) if csv.exists() else None, f"label file ({csv})"))
     return np.load(path).astype(np.float32)
 
 
@@ -332,6 +384,10 @@ class ImageCache:
         if self.images.shape != (len(ids), IMAGE_SIZE, IMAGE_SIZE, 3):
             raise DataError(f"{self.path}: cache shape {self.images.shape} does not match "
                             f"{len(ids)} {subset} IDs; rebuild it with copy_data_to_shm.py --cache")
+        raw = raw_images_dir(subset)
+        check_record(self.path, "rebuild it with copy_data_to_shm.py --cache",
+                     ids=(ids_stamp(ids), f"{subset} IDs ({ids_path(subset)})"),
+                     images=(folder_stamp(raw), f"images ({raw})"))
         self.index = {int(g): i for i, g in enumerate(ids)}
 
     def __getitem__(self, galaxy_id):
@@ -360,6 +416,132 @@ def load_image_uint8(galaxy_id, subset="train"):
 def load_image(galaxy_id, subset="train"):
     """One galaxy as float32 RGB in [0, 1], shape (424, 424, 3)."""
     return load_image_uint8(galaxy_id, subset).astype(np.float32) / 255.0
+
+
+# ---------------------------------------------------------------------------------------------------
+# Records: what a derived file was made from
+#
+# Every derived file but the ID lists (which are checked against their image folder directly) has a record beside it,
+# <file>.record.json: the step that wrote it, a stamp of the file itself (its size and content digest; size and
+# modification time for the decoded caches, tens of GB, which never move) and stamps of its inputs (the IDs of its rows, the files and
+# folders it was computed from). Readers compare the stamps with the inputs as they are now and refuse a stale file
+# with the step to rerun. An input that is gone is not compared: it cannot contradict the file.
+
+RECORD_SUFFIX = ".record.json"
+
+
+def record_path(path):
+    """<path>.record.json, beside path."""
+    path = Path(path)
+    return path.with_name(path.name + RECORD_SUFFIX)
+
+
+def _digest(data):
+    return hashlib.sha256(data).hexdigest()[:20]
+
+
+def ids_stamp(galaxy_ids):
+    """The stamp of a list of GalaxyIDs: their count and a digest of them in order."""
+    ids = np.ascontiguousarray(np.asarray(galaxy_ids, dtype=np.int64))
+    return {"count": int(len(ids)), "digest": _digest(ids.tobytes())}
+
+
+def file_stamp(path, content=True):
+    """The stamp of a file: its size and a digest of its content (about 0.7 s per GB), or, when not `content`, its
+    size and modification time (for the decoded caches: tens of GB, never moved)."""
+    stat = os.stat(path)
+    if not content:
+        return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 22), b""):
+            digest.update(block)
+    return {"size": stat.st_size, "digest": digest.hexdigest()[:20]}
+
+
+_folder_stamps = {}
+
+
+def folder_stamp(folder):
+    """The stamp of an image folder: how many .jpg files it holds and a digest of their names, sizes and modification
+    times (a stat per file: about 0.1 s per 10,000 files); None when the folder is missing. Made once per process."""
+    folder = Path(folder)
+    if str(folder) not in _folder_stamps:
+        if not folder.is_dir():
+            return None
+        with os.scandir(folder) as entries:
+            files = sorted((entry.name, entry.stat().st_size, entry.stat().st_mtime_ns) for entry in entries
+                           if entry.name.endswith(".jpg"))
+        _folder_stamps[str(folder)] = {"count": len(files),
+                                       "digest": _digest("\n".join(f"{n} {s} {t}" for n, s, t in files).encode())}
+    return _folder_stamps[str(folder)]
+
+
+def write_record(path, made_by, by_content=True, **inputs):
+    """Write the record of the finished file `path`: made_by (the step), its stamp (file_stamp, by content or not),
+    and the stamps of its inputs."""
+    record = {"made_by": made_by, "file": file_stamp(path, by_content), "inputs": inputs}
+    with atomic_path(record_path(path)) as tmp:
+        tmp.write_text(json.dumps(record, indent=1) + "\n")
+
+
+def read_record(path, rerun):
+    """The record of `path` after checking that it describes the file as it is; DataError ending with `rerun`
+    (what to do) when it is missing, unreadable, or describes another version of the file."""
+    record_file = record_path(path)
+    if not record_file.exists():
+        raise DataError(f"{path}: no record of what it was made from ({record_file.name} is missing: the file was "
+                        f"made by hand, by an older version, or copied without it); {rerun}")
+    try:
+        record = json.loads(record_file.read_text())
+        file = record["file"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"{record_file}: unreadable record ({exc}); {rerun}") from None
+    if file != file_stamp(path, content=isinstance(file, dict) and "digest" in file):
+        raise DataError(f"{path}: not the file its record {record_file.name} describes (changed or replaced since "
+                        f"it was written); {rerun}")
+    return record
+
+
+def _described(stamp):
+    if isinstance(stamp, dict) and "count" in stamp:
+        return f"{stamp['count']} of them, digest {stamp['digest'][:8]}"
+    if isinstance(stamp, dict) and "size" in stamp:
+        return f"{stamp['size']:,} bytes" + (f", digest {stamp['digest'][:8]}" if "digest" in stamp else "")
+    return str(stamp)
+
+
+def file_input(path):
+    """A file as a record lists it among the inputs: its path (relative to the project root when inside it) and its
+    stamp. check_record compares every such input that still exists with the file as it is."""
+    path = Path(path).resolve()
+    shown = path.relative_to(root()) if path.is_relative_to(root()) else path
+    return {"path": str(shown), **file_stamp(path)}
+
+
+def _file_inputs(value):
+    """The file inputs (file_input) in a record's input value: itself, or those in a list of them."""
+    values = value if isinstance(value, list) else [value]
+    return [v for v in values if isinstance(v, dict) and "path" in v]
+
+
+def check_record(path, rerun, **expected):
+    """read_record, then compare the inputs it lists with `expected`: name -> (stamp now, what the input is), a stamp
+    of None not compared (an input that is gone), and every file input (file_input) that still exists with that file
+    now. DataError naming the first input that differs. Returns the record."""
+    record = read_record(path, rerun)
+    made_from = record.get("inputs", {})
+    for name, (now, what) in expected.items():
+        if now is not None and made_from.get(name) != now:
+            raise DataError(f"{path}: made from other {what} than there are now (then: {_described(made_from.get(name))}; "
+                            f"now: {_described(now)}); {rerun}")
+    for value in made_from.values():
+        for recorded in _file_inputs(value):
+            source = root() / recorded["path"]  # an absolute path stays as it is
+            if source.exists() and file_stamp(source, "digest" in recorded) != {k: v for k, v in recorded.items()
+                                                                                 if k != "path"}:
+                raise DataError(f"{path}: made from {source}, which has changed since; {rerun}")
+    return record
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -430,18 +612,22 @@ def take_lock(path, targets, holder):
     return lock
 
 
-def save_npy(path, array):
-    """np.save, atomically."""
+def save_npy(path, array, made_by=None, **inputs):
+    """np.save, atomically; with made_by, then its record (write_record)."""
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             np.save(f, array)
+    if made_by is not None:
+        write_record(path, made_by, **inputs)
 
 
-def save_gz(path, array):
-    """Save an array as gzipped .npy (`.npy.gz`), atomically."""
+def save_gz(path, array, made_by=None, **inputs):
+    """Save an array as gzipped .npy (`.npy.gz`), atomically; with made_by, then its record (write_record)."""
     with atomic_path(path) as tmp:
         with gzip.open(tmp, "wb", compresslevel=4) as f:
             np.save(f, array)
+    if made_by is not None:
+        write_record(path, made_by, **inputs)
 
 
 def load_gz(path):

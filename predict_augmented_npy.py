@@ -6,8 +6,9 @@ not), as in the original solution.
     python predict_augmented_npy.py MODEL --num-transforms 6        # a quicker, coarser average
 
 Reads analysis/final/<MODEL>.pt; writes predictions/final/augmented/valid/<MODEL>.npy.gz and
-predictions/final/augmented/test/<MODEL>.npy.gz ((N, 37) float32, rows in ID order), then prints the
-validation RMSE of the identity transform alone and of the average.
+predictions/final/augmented/test/<MODEL>.npy.gz ((N, 37) float32, rows in ID order), each with its record (the IDs
+of its rows, the checkpoint, the transforms), then prints the validation RMSE of the identity transform alone and of
+the average.
 
 --num-transforms T keeps T of the 60 transforms, spread evenly: list the 60 with the rotation angle
 varying slowest (0, 36, ..., 324 degrees), then unflipped/flipped, then the zoom fastest (1, 1/1.2, 1.2),
@@ -155,13 +156,8 @@ def partial_key(model, galaxy_ids, transforms, prepro, config, ranks):
 
 def partial_path(model_name, split, ranks):
     """Where a split's unfinished predictions are kept (one file per rank)."""
-    path = averaged_path(model_name, split)
+    path = load_data.augmented_predictions_path(model_name, split)
     return path.with_name(f"{model_name}.partial{ranks.rank}.npz")
-
-
-def averaged_path(model_name, split):
-    """predictions/final/augmented/<split>/<model_name>.npy.gz (split: 'valid' or 'test')."""
-    return load_data.augmented_predictions_dir(split) / f"{model_name}.npy.gz"
 
 
 def predict_split_sharded(model, galaxy_ids, subset, transforms, prepro, args, device, ranks, label, views,
@@ -183,9 +179,9 @@ def run(args, ranks=distributed.Ranks()):
     if not ranks.is_main:
         return predict_all(args, ranks)
     splits = ("valid", "test")
-    load_data.check_writable(*(averaged_path(args.model, split).parent for split in splits))
+    load_data.check_writable(*(load_data.augmented_predictions_path(args.model, split).parent for split in splits))
     with load_data.take_lock(load_data.predictions_dir() / "augmented" / f"{args.model}.lock",
-                             [path for split in splits for path in (averaged_path(args.model, split),
+                             [path for split in splits for path in (load_data.augmented_predictions_path(args.model, split),
                                                                      partial_path(args.model, split, ranks))],
                              f"another prediction run of {args.model} is writing the same files"):
         predict_all(args, ranks)
@@ -199,6 +195,8 @@ def predict_all(args, ranks):
     if tf32_note and ranks.is_main:
         print(tf32_note)
     model, config = checkpoints.load_trained(args.model, device=device, script=args.script)
+    made_from = dict(checkpoint=load_data.file_input(checkpoints.checkpoint_path(args.model)),
+                     transforms={"set": args.transform_set, "count": args.num_transforms}) if ranks.is_main else {}
     transforms = selected_transforms(args.num_transforms, args.transform_set)
     if ranks.is_main:
         print(f"{args.model} on {device}{f' x {ranks.world_size} ranks' if ranks.active else ''}: "
@@ -218,9 +216,10 @@ def predict_all(args, ranks):
                                                    partial=partial,
                                                    key=partial_key(model, ids, transforms, prepro, config, ranks))
         if ranks.is_main:
-            path = averaged_path(args.model, split)
+            path = load_data.augmented_predictions_path(args.model, split)
             averaged = submission.check_predictions(ids, averaged, f"{args.model}'s {split} predictions (not written)")[1]
-            load_data.save_gz(path, averaged.astype(np.float32))
+            load_data.save_gz(path, averaged.astype(np.float32), "predict_augmented_npy.py",
+                              ids=load_data.ids_stamp(ids), **made_from)
             print(f"wrote {path}")
             results[split] = (averaged, identity)
         distributed.barrier(ranks)

@@ -4,8 +4,8 @@ next to two baselines: predicting all zeros, and predicting the mean label of th
     python score_predictions.py predictions/final/blended/blended_predictions_uniform.npy.gz --subset valid
     python score_predictions.py predictions/final/try_....csv.gz          # test set (synthetic labels only)
 
-FILE is a .npy.gz ((N, 37) in ID order of the subset) or a submission .csv.gz (its GalaxyIDs must be the
-labels' IDs). Labels: --subset valid uses the validation split of data/solutions_train.npy (the last 10% of
+FILE is a .npy.gz ((N, 37) in ID order of the subset, which its record must say) or a submission .csv.gz (its
+GalaxyIDs must be the labels' IDs). Labels: --subset valid uses the validation split of data/solutions_train.npy (the last 10% of
 the training IDs); --subset test uses data/raw/synthetic_test_solutions.csv, which only the synthetic data
 generator writes (the real test labels were never published). Prints a table and draws a grouped bar chart
 (default: FILE with suffix _scores.png).
@@ -42,11 +42,15 @@ def subset_ids(subset):
     return load_data.load_ids("test")
 
 
-def load_predictions(path, subset):
-    """(ids (N,), predictions (N, 37) float64) of a .npy.gz (rows in the order of subset_ids) or a .csv.gz."""
+def load_predictions(path, subset, without_record=False):
+    """(ids (N,), predictions (N, 37) float64) of a .npy.gz (its record saying its rows are subset_ids) or a .csv.gz
+    (which names its GalaxyIDs)."""
     path = Path(path)
     if path.name.endswith(".npy.gz"):
-        return submission.check_predictions(subset_ids(subset), load_data.load_gz(path), f"{path} ({subset} IDs)")
+        return submission.load_recorded(path, subset_ids(subset), f"{subset} IDs",
+                                        f"score it with the --subset it was made for, or run the step that made it "
+                                        f"again; a file without a record is scored with --without-record",
+                                        without_record)
     if not path.name.endswith((".csv.gz", ".csv")):
         raise load_data.DataError(f"{path}: expected a .npy.gz or .csv.gz file")
     return submission.read_submission(path)
@@ -119,12 +123,12 @@ def save_bar_chart(table, png_path, title):
     plt.close(fig)
 
 
-def score_file(path, subset, png_path=None):
+def score_file(path, subset, png_path=None, without_record=False):
     """Print the score table of the predictions in path and draw its bar chart; returns the table."""
     png_path = Path(png_path) if png_path is not None else default_png_path(path)
     load_data.check_writable(png_path.parent)
     label_ids, labels = subset_labels(subset)
-    predictions = align(path, *load_predictions(path, subset), label_ids)
+    predictions = align(path, *load_predictions(path, subset, without_record), label_ids)
     training_mean = load_data.labelled_split().train_labels.astype(np.float64).mean(axis=0)
     table = score_table(Path(path).name, predictions, labels, training_mean)
     print(f"{len(labels)} {subset} images")
@@ -139,8 +143,10 @@ def main(argv=None):
     parser.add_argument("file", help="predictions: .npy.gz (rows in ID order) or submission .csv.gz")
     parser.add_argument("--subset", choices=("test", "valid"), default="test", help="labels to score against")
     parser.add_argument("--png", default=None, help="bar chart path (default: FILE with suffix _scores.png)")
-    return load_data.run_script(parser, lambda args: score_file(args.file, args.subset, args.png), argv,
-                                load_data.RERUN_NOTE)
+    parser.add_argument("--without-record", action="store_true",
+                        help="score a .npy.gz that has no record (made elsewhere), taking its rows to be the subset's IDs")
+    return load_data.run_script(parser, lambda args: score_file(args.file, args.subset, args.png, args.without_record),
+                                argv, load_data.RERUN_NOTE)
 
 
 if __name__ == "__main__":

@@ -53,6 +53,17 @@ def check_predictions(galaxy_ids, predictions, source):
     return ids.astype(np.int64), np.clip(values, 0.0, 1.0) + 0.0  # + 0.0 turns -0.0 into 0.0
 
 
+def load_recorded(path, galaxy_ids, what, rerun, without_record=False):
+    """The predictions of a .npy.gz file for galaxy_ids (N,) (`what` says which IDs they are): its record must say
+    that its rows are these IDs and that what it was made from (a model's checkpoint, the prediction files of a
+    blend) is unchanged (load_data.check_record), then check_predictions; DataError ending with `rerun` otherwise.
+    without_record: a file that has no record is taken as it is. Returns (ids, predictions) as check_predictions."""
+    path = Path(path)
+    if not (without_record and not load_data.record_path(path).exists()):
+        load_data.check_record(path, rerun, ids=(load_data.ids_stamp(galaxy_ids), what))
+    return check_predictions(galaxy_ids, load_data.load_gz(path), path)
+
+
 def write_submission(path, galaxy_ids, predictions):
     """Write a submission CSV (gzipped when path ends in .gz) atomically after check_predictions;
     raises DataError on bad input, leaving no file."""

@@ -470,6 +470,7 @@ class Trainer:
         self.checkpoint_path = checkpoints.checkpoint_path(model_name)
         self.state = dict(next_chunk=0, next_batch=0, chunk_losses=[], losses_train=[], losses_valid=[])
         self.weights = None  # the pretrained weights the run started from (backbones.load_weights' record)
+        self.data = checkpoints.data_stamp()  # the IDs and labels it trains on, which a resumed run must have too
         self.wrapped = None
         self.stages = [stages.Stage(**stage) for stage in config["STAGES"]] if "STAGES" in config else None
         self.stage_index = None
@@ -522,6 +523,8 @@ class Trainer:
                                       f"{[saved_config.get(k) for k in differing]} now "
                                       f"{[config.get(k) for k in differing]}); use the same options, or --fresh to "
                                       "start over")
+        checkpoints.check_data(path, saved, self.data, "use --fresh to start over on the data as it is now, or "
+                                                      "restore those files")
         checkpoints.load_model_state(self.model, saved["model"], path, self.model_name)
         self.state = {key: saved[key] for key in LOOP_STATE_KEYS}
         self.weights = saved.get("weights")
@@ -538,7 +541,7 @@ class Trainer:
         checkpoints.save_checkpoint(self.checkpoint_path, dict(
             self.state, model=self.model.state_dict(), optimizer=self.optimizer.state_dict(), config=self.config,
             seed=self.config["SEED"], model_name=self.model_name, script=self.script, rng=rng_state(),
-            weights=self.weights, **extra))
+            weights=self.weights, data=self.data, **extra))
 
     def chunk_source(self, train_ids, train_labels):
         """This rank's share of every chunk from state's next_chunk on, each with .index and .batch(b, size)."""

@@ -129,7 +129,7 @@ def random_galaxy(rng):
 
 def make_tiny_root(path, num_train=40, num_test=5, seed=0, galaxy_image=random_galaxy):
     """A project root as the data scripts leave it, built directly: data/train_ids.npy, data/test_ids.npy,
-    data/solutions_train.npy (float32 tree-valid labels) and, unless galaxy_image is None, a JPEG per ID under
+    data/solutions_train.npy (float32 tree-valid labels, with its record) and, unless galaxy_image is None, a JPEG per ID under
     data/raw drawn by galaxy_image(rng) (uint8 (424, 424, 3)). Returns path."""
     rng = np.random.default_rng(seed)
     (path / "data").mkdir(parents=True)
@@ -141,8 +141,33 @@ def make_tiny_root(path, num_train=40, num_test=5, seed=0, galaxy_image=random_g
             for galaxy_id in ids:
                 Image.fromarray(galaxy_image(rng)).save(folder / f"{galaxy_id}.jpg", quality=90)
         np.save(path / "data" / f"{subset}_ids.npy", ids)
-    np.save(path / "data" / "solutions_train.npy", tree_valid_labels(num_train, rng).astype(np.float32))
+        if subset == "train":
+            train_ids = ids
+    write_labels(path, train_ids, tree_valid_labels(num_train, rng).astype(np.float32))
     return path
+
+
+def write_labels(root, train_ids, labels, csv=None):
+    """data/solutions_train.npy under root with its record, as create_solutions_train.py leaves them: made for
+    train_ids, from the label CSV `csv` when given (a root without one has nothing else to compare)."""
+    inputs = dict(train_ids=load_data.ids_stamp(train_ids))
+    if csv is not None:
+        inputs["labels_csv"] = load_data.file_stamp(csv)
+    load_data.save_npy(Path(root) / "data" / "solutions_train.npy", labels, "create_solutions_train.py", **inputs)
+
+
+def save_recorded(path, values, galaxy_ids):
+    """A predictions file (.npy.gz) with a record saying its rows are galaxy_ids, as the pipeline's steps write them
+    (no checkpoint or other input listed). Returns the path."""
+    load_data.save_gz(path, values, "a test", ids=load_data.ids_stamp(galaxy_ids))
+    return path
+
+
+def save_predictions(model, split, values):
+    """save_recorded for a model's test-time-averaged predictions of `split` ('valid' or 'test') under the current
+    root, as predict_augmented_npy.py writes them. Returns the path."""
+    ids = load_data.labelled_split().valid_ids if split == "valid" else load_data.load_ids("test")
+    return save_recorded(load_data.augmented_predictions_path(model, split), values, ids)
 
 
 @contextlib.contextmanager

@@ -9,7 +9,7 @@ import blend_predictions
 import decision_tree
 import load_data
 import submission
-from helpers import make_tiny_root
+from helpers import make_tiny_root, save_predictions
 
 NOISE_LEVELS = (0.05, 0.08, 0.12)  # independent noise per model, so a mix beats each one
 
@@ -35,8 +35,8 @@ def write_models(root):
     names = [f"model_{level}" for level in NOISE_LEVELS]
     valid, test = noisy_copies(labels, seed=1), noisy_copies(test_labels, seed=2)
     for name, v, t in zip(names, valid, test):
-        load_data.save_gz(load_data.augmented_predictions_dir("valid") / f"{name}.npy.gz", v)
-        load_data.save_gz(load_data.augmented_predictions_dir("test") / f"{name}.npy.gz", t)
+        save_predictions(name, "valid", v)
+        save_predictions(name, "test", t)
     return names, np.stack(valid).astype(np.float64), np.stack(test).astype(np.float64)
 
 
@@ -90,7 +90,7 @@ def test_nothing_to_blend_or_shapes_that_disagree_are_clear_errors(blend_root, c
     assert "no <model>.npy.gz predictions" in capsys.readouterr().err
 
     names, _, test = write_models(blend_root)
-    load_data.save_gz(load_data.augmented_predictions_dir("test") / f"{names[1]}.npy.gz", test[1, :-1])
+    save_predictions(names[1], "test", test[1, :-1])
     assert blend_predictions.main(["--root", str(blend_root)]) == 1
     err = capsys.readouterr().err
     assert f"{names[1]}.npy.gz" in err and "shape" in err
@@ -121,8 +121,7 @@ def test_bad_numbers_in_a_prediction_file_are_refused(blend_root, capsys, split,
     stack, ids = (valid, load_data.labelled_split().valid_ids) if split == "valid" else (test, load_data.load_ids("test"))
     bad = stack[1].copy()
     bad[3, 7] = value
-    path = load_data.augmented_predictions_dir(split) / f"{names[1]}.npy.gz"
-    load_data.save_gz(path, bad.astype(np.float32))
+    path = save_predictions(names[1], split, bad.astype(np.float32))
     assert blend_predictions.main(["--root", str(blend_root)]) == 1
     err = capsys.readouterr().err
     assert str(path) in err and f"row 3 (GalaxyID {int(ids[3])})" in err and decision_tree.COLUMNS[7] in err

@@ -173,7 +173,7 @@ def test_sharded_prediction_writes_the_single_process_files(setting):
     root = setting["root"]
     options = ["--num-transforms", "2", "--device", "cpu", "--workers", "0", "--script", str(setting["script"])]
     assert predict_augmented_npy.main([MODEL_NAME, "--root", str(root), *options]) == 0
-    paths = [predict_augmented_npy.averaged_path(MODEL_NAME, split) for split in ("valid", "test")]
+    paths = [load_data.augmented_predictions_path(MODEL_NAME, split) for split in ("valid", "test")]
     single = [load_data.load_gz(path) for path in paths]
     torchrun(PROJECT_DIR / "predict_augmented_npy.py", MODEL_NAME, "--root", str(root), *options)
     for path, expected in zip(paths, single):

@@ -18,15 +18,13 @@ import predict_augmented_npy
 import score_predictions
 import train
 from helpers import (IMAGE_PROBLEMS, TINY_MODEL_NAME, corrupt_image, jpeg_claiming_size, make_tiny_root, read_only,
-                     tiny_recipe)
+                     save_predictions, tiny_recipe)
 
 
 def write_predictions(split, name="model_a"):
     """A (N, 37) prediction file of `split` for the current root; returns its path."""
-    ids = load_data.labelled_split().valid_ids if split == "valid" else load_data.load_ids("test")
-    path = load_data.augmented_predictions_dir(split) / f"{name}.npy.gz"
-    load_data.save_gz(path, np.full((len(ids), 37), 0.5, dtype=np.float32))
-    return path
+    num_rows = len(load_data.labelled_split().valid_ids if split == "valid" else load_data.load_ids("test"))
+    return save_predictions(name, split, np.full((num_rows, 37), 0.5, dtype=np.float32))
 
 
 def files(root):

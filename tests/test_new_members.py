@@ -30,7 +30,7 @@ def train_member(name, root, *options):
 def predict(name, root):
     assert predict_augmented_npy.main([name, "--root", str(root), "--transform-set", "rot8flip",
                                        "--num-transforms", "2", "--workers", "0", "--device", "cpu"]) == 0
-    return load_data.load_gz(predict_augmented_npy.averaged_path(name, "valid"))
+    return load_data.load_gz(load_data.augmented_predictions_path(name, "valid"))
 
 
 @pytest.fixture

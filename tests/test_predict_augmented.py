@@ -128,20 +128,30 @@ def smooth_random_galaxy(rng):
     return smooth_galaxy(211.5 + rng.normal(0, 5, 2), np.diag(rng.uniform(0.7, 1.4, 2)))
 
 
+def use_stand_in(monkeypatch, make_model, loaded=None):
+    """Predict with make_model() in place of a trained model: checkpoints.load_trained replaced (the names it is
+    asked for appended to `loaded`), and a placeholder file at the checkpoint path, which prediction records."""
+    def load_stand_in(name, device="cpu", script=None):
+        if loaded is not None:
+            loaded.append(name)
+        return make_model(), checkpoints.with_defaults({"PREPROCESSING": None})
+
+    monkeypatch.setattr(checkpoints, "load_trained", load_stand_in)
+    path = checkpoints.checkpoint_path("stand_in")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"a stand-in checkpoint")
+
+
 def test_end_to_end_on_a_tiny_root(isolated, monkeypatch, capsys):
     root = make_tiny_root(isolated / "root", num_train=20, num_test=3, galaxy_image=smooth_random_galaxy)
     model = StandInModel(seed=1)
     loaded = []
-
-    def load_stand_in(name, device="cpu", script=None):
-        loaded.append(name)
-        return model, checkpoints.with_defaults({"PREPROCESSING": None})
-
-    monkeypatch.setattr(checkpoints, "load_trained", load_stand_in)
+    load_data.set_root(root)
+    use_stand_in(monkeypatch, lambda: model, loaded)
     assert predict_augmented_npy.main(["stand_in", "--root", str(root), "--num-transforms", "3",
                                        "--device", "cpu", "--batch-size", "4", "--workers", "1"]) == 0
-    valid_path = predict_augmented_npy.averaged_path("stand_in", "valid")
-    test_path = predict_augmented_npy.averaged_path("stand_in", "test")
+    valid_path = load_data.augmented_predictions_path("stand_in", "valid")
+    test_path = load_data.augmented_predictions_path("stand_in", "test")
     valid, test = load_data.load_gz(valid_path), load_data.load_gz(test_path)
     assert not list(valid_path.parent.parent.glob("*/*.partial*.npz"))  # removed once the files are written
     train_ids, test_ids = load_data.load_ids("train"), load_data.load_ids("test")
@@ -175,11 +185,11 @@ def test_end_to_end_from_a_saved_checkpoint(isolated):
     load_data.set_root(root)
     checkpoints.save_checkpoint(checkpoints.checkpoint_path(TINY_MODEL_NAME),
                                 dict(model=tiny_model(seed=0).state_dict(), script=str(script),
-                                     config={"PREPROCESSING": None}))
+                                     config={"PREPROCESSING": None}, data=checkpoints.data_stamp()))
     options = [TINY_MODEL_NAME, "--root", str(root), "--num-transforms", "2", "--device", "cpu", "--workers", "1"]
     assert predict_augmented_npy.main(options) == 1
     assert predict_augmented_npy.main([*options, "--script", str(script)]) == 0
-    test = load_data.load_gz(predict_augmented_npy.averaged_path(TINY_MODEL_NAME, "test"))
+    test = load_data.load_gz(load_data.augmented_predictions_path(TINY_MODEL_NAME, "test"))
     assert test.shape == (2, 37) and np.isfinite(test).all() and (test >= 0).all() and (test <= 1).all()
     assert not decision_tree.tree_violations(test, tol=1e-5)
 
@@ -225,13 +235,13 @@ def test_predictions_that_are_not_numbers_are_never_written(isolated, monkeypatc
         def forward(self, views, normalise=True):
             return super().forward(views) * float("nan")
 
-    monkeypatch.setattr(checkpoints, "load_trained",
-                        lambda name, device="cpu", script=None: (NaNModel(), checkpoints.with_defaults({"PREPROCESSING": None})))
+    load_data.set_root(root)
+    use_stand_in(monkeypatch, NaNModel)
     assert predict_augmented_npy.main(["stand_in", "--root", str(root), "--num-transforms", "2", "--device", "cpu",
                                        "--workers", "0"]) == 1
     err = capsys.readouterr().err
     assert "stand_in's valid predictions (not written)" in err and "is not a number within [0, 1]" in err
-    assert not predict_augmented_npy.averaged_path("stand_in", "valid").exists()
+    assert not load_data.augmented_predictions_path("stand_in", "valid").exists()
 
 
 def test_a_broken_test_image_stops_prediction_before_it_starts(isolated, monkeypatch, capsys):
@@ -240,26 +250,24 @@ def test_a_broken_test_image_stops_prediction_before_it_starts(isolated, monkeyp
     load_data.set_root(root)
     bad_id = int(load_data.load_ids("test")[-1])
     expected = corrupt_image(load_data.raw_images_dir("test"), bad_id, "wrong size")
-    monkeypatch.setattr(checkpoints, "load_trained", lambda name, device="cpu", script=None: (
-        StandInModel(), checkpoints.with_defaults({"PREPROCESSING": None})))
+    use_stand_in(monkeypatch, StandInModel)
     assert predict_augmented_npy.main(["stand_in", "--root", str(root), "--num-transforms", "2", "--device", "cpu",
                                        "--workers", "0"]) == 1
     captured = capsys.readouterr()
     assert expected in captured.err and f"GalaxyID {bad_id}" in captured.err and "valid:" not in captured.err
-    assert not predict_augmented_npy.averaged_path("stand_in", "valid").exists()
+    assert not load_data.augmented_predictions_path("stand_in", "valid").exists()
 
 
 def test_a_second_prediction_run_of_a_model_is_refused_and_stale_temporaries_are_removed(isolated, monkeypatch,
                                                                                             capsys):
     root = make_tiny_root(isolated / "root", num_train=20, num_test=3)
     load_data.set_root(root)
-    monkeypatch.setattr(checkpoints, "load_trained", lambda name, device="cpu", script=None: (
-        StandInModel(), checkpoints.with_defaults({"PREPROCESSING": None})))
+    use_stand_in(monkeypatch, StandInModel)
     options = ["stand_in", "--root", str(root), "--num-transforms", "2", "--device", "cpu", "--workers", "0"]
     with load_data.take_lock(load_data.predictions_dir() / "augmented" / "stand_in.lock", [], "held by the test"):
         assert predict_augmented_npy.main(options) == 1
         assert "another prediction run of stand_in" in capsys.readouterr().err
-    path = predict_augmented_npy.averaged_path("stand_in", "test")
+    path = load_data.augmented_predictions_path("stand_in", "test")
     stale = path.with_name(f".{path.name}.k1ll3d.tmp")
     stale.parent.mkdir(parents=True)
     stale.write_bytes(b"\0" * 1000)

@@ -110,9 +110,10 @@ def write_original_format(path, array):
         packed.write(payload.getvalue())
 
 
-def test_original_parameter_files_are_read_as_they_are(isolated):
+def test_original_parameter_files_are_read_as_they_are(isolated, monkeypatch):
     """Files in the original's format dropped into data/ are what training and prediction read: every column of
-    every file, and the centring the pysex members apply."""
+    every file, and the centring the pysex members apply. They have no record, and are read only for the IDs they
+    were made for (here the IDs of this test stand for the competition's)."""
     load_data.set_root(isolated)
     load_data.data_dir().mkdir()
     rng = np.random.default_rng(0)
@@ -127,6 +128,10 @@ def test_original_parameter_files_are_read_as_they_are(isolated):
             arrays[param_set.name, subset] = array
     with gzip.open(source_params.target_path(source_params.GEN2, "train"), "rb") as file:
         assert file.read(8) == b"\x93NUMPY\x01\x00"  # the layout the original's files have
+    with pytest.raises(load_data.DataError, match="no record of what it was made from.*competition's own train"):
+        source_params.load_columns(source_params.GEN2, "train", ids["train"])
+    monkeypatch.setattr(source_params, "KAGGLE_IDS", {subset: load_data.ids_stamp(subset_ids)
+                                                      for subset, subset_ids in ids.items()})
     for (name, subset), array in arrays.items():
         param_set = next(p for p in source_params.PARAM_SETS if p.name == name)
         reversed_ids = ids[subset][::-1]
@@ -136,3 +141,9 @@ def test_original_parameter_files_are_read_as_they_are(isolated):
     x, y = arrays["gen2", "train"][1, :2]
     matrices = ra.prepro_matrices("centre", ids["train"][1:2], "train")
     np.testing.assert_allclose(matrices[0], ra.centring_transform(x, y))
+
+
+def test_the_competition_ids_are_those_of_the_real_data(real_sample):
+    """source_params.KAGGLE_IDS, for which files without a record are read, are the stamps of the real ID lists."""
+    for subset in load_data.SUBSETS:
+        assert load_data.ids_stamp(np.load(real_sample / f"{subset}_ids.npy")) == source_params.KAGGLE_IDS[subset]

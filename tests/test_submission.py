@@ -11,7 +11,7 @@ import decision_tree
 import load_data
 import score_predictions
 import submission
-from helpers import make_tiny_root
+from helpers import make_tiny_root, save_recorded
 
 
 @pytest.fixture
@@ -111,7 +111,7 @@ def test_convert_writes_the_test_ids_and_refuses_bad_arrays(label_root, capsys):
     test_ids = np.load(label_root / "data" / "test_ids.npy")
     values = random_predictions(len(test_ids)).astype(np.float32)
     npy = label_root / "predictions" / "final" / "model.npy.gz"
-    load_data.save_gz(npy, values)
+    save_recorded(npy, values, test_ids)
     assert convert_npy_to_csv.main([str(npy), "--root", str(label_root)]) == 0
     ids, read_values = submission.read_submission(npy.with_name("model.csv.gz"))
     np.testing.assert_array_equal(ids, test_ids)
@@ -122,7 +122,7 @@ def test_convert_writes_the_test_ids_and_refuses_bad_arrays(label_root, capsys):
                                                                                     f"GalaxyID {test_ids[0]}", "Class3.1"]),
                              ("big", values * 2 + 0.01, ["big.npy.gz", "row 0", "Class1.2", "2.0"])):
         path = npy.with_name(f"{name}.npy.gz")
-        load_data.save_gz(path, bad)
+        save_recorded(path, bad, test_ids)
         capsys.readouterr()
         assert convert_npy_to_csv.main([str(path), "--root", str(label_root)]) == 1
         err = capsys.readouterr().err
@@ -137,7 +137,7 @@ def test_score_against_synthetic_test_labels_and_the_validation_split(label_root
     test_labels = rng.uniform(0, 1, (len(test_ids), 37))
     predictions = np.clip(test_labels + rng.normal(0, 0.05, test_labels.shape), 0, 1)
     npy = label_root / "preds.npy.gz"
-    load_data.save_gz(npy, predictions)
+    save_recorded(npy, predictions, test_ids)
     assert score_predictions.main([str(npy), "--root", str(label_root)]) == 1  # no test labels yet
     err = capsys.readouterr().err
     assert "not public" in err and "--subset valid" in err
@@ -159,7 +159,7 @@ def test_score_against_synthetic_test_labels_and_the_validation_split(label_root
     labels = np.load(label_root / "data" / "solutions_train.npy").astype(np.float64)
     train_idx, valid_idx = load_data.train_valid_split(len(labels))
     valid = label_root / "valid.npy.gz"
-    load_data.save_gz(valid, labels[valid_idx])
+    save_recorded(valid, labels[valid_idx], load_data.labelled_split().valid_ids)
     table = score_predictions.score_file(valid, "valid", png_path=label_root / "v.png")
     assert table["valid.npy.gz"][0] < 1e-6
     mean_rmse = np.sqrt(np.mean((labels[train_idx].mean(axis=0) - labels[valid_idx]) ** 2))
@@ -185,7 +185,7 @@ def test_score_refuses_bad_numbers(label_root, capsys, value):
     predictions = labels[valid_idx].copy()
     predictions[1, 4] = value
     path = label_root / "bad.npy.gz"
-    load_data.save_gz(path, predictions)
+    save_recorded(path, predictions, load_data.labelled_split().valid_ids)
     assert score_predictions.main([str(path), "--subset", "valid", "--root", str(label_root)]) == 1
     err = capsys.readouterr().err
     assert str(path) in err and "row 1 (GalaxyID" in err and decision_tree.COLUMNS[4] in err

@@ -21,7 +21,7 @@ import load_data
 import predict_augmented_npy
 import realtime_augmentation as ra
 import train
-from helpers import (PROJECT_DIR, TINY_MODEL_NAME, TINY_RECIPE_SOURCE, make_tiny_root, tiny_model, tiny_recipe,
+from helpers import (PROJECT_DIR, TINY_MODEL_NAME, TINY_RECIPE_SOURCE, make_tiny_root, write_labels, tiny_model, tiny_recipe,
                      tree_valid_labels)
 
 SHORT_RUN = ["--num-chunks", "3", "--workers", "0"]  # no process pools: quicker on 2 cores
@@ -192,7 +192,7 @@ def test_smoke_on_the_real_sample(isolated, recipe, real_sample):
         np.save(root / "data" / f"{subset}_ids.npy", ids)
     (root / "data" / "raw" / load_data.SOLUTIONS_CSV).symlink_to(real_sample / "training_solutions_rev1_sample.csv")
     labels = labels_csv.set_index("GalaxyID").loc[train_ids, list(decision_tree.COLUMNS)].to_numpy(np.float32)
-    np.save(root / "data" / "solutions_train.npy", labels)
+    write_labels(root, train_ids, labels, csv=root / "data" / "raw" / load_data.SOLUTIONS_CSV)
 
     train.main(recipe, ["--root", str(root), "--num-chunks", "2", "--workers", "1", "--max-valid", "8"])
     state = checkpoints.load_checkpoint(checkpoints.checkpoint_path(TINY_MODEL_NAME))
