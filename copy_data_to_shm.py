@@ -57,6 +57,7 @@ def copy_images(subset):
         copied += 1
     for stale in sorted(set(p.name for p in target.glob("*.jpg")) - set(p.name for p in source.glob("*.jpg"))):
         (target / stale).unlink()  # an image no longer in data/raw
+    load_data.forget_cached()  # this process's stamp of the RAM folder, if it made one, is out of date
     return copied, skipped
 
 
