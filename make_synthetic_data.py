@@ -1,13 +1,14 @@
 """Render a synthetic Galaxy Zoo dataset in the Kaggle layout (the project's built-in demo and test data).
 
     python make_synthetic_data.py [--root ROOT] [--num-train 2700] [--num-test 300] [--seed 0] [--workers W]
+    python make_synthetic_data.py --root ROOT --ids-from DIR      # the GalaxyIDs of DIR/{train,test}_ids.npy
 
 Writes under the data root:
     data/raw/images_train_rev1/<GalaxyID>.jpg, data/raw/images_test_rev1/<GalaxyID>.jpg
     data/raw/training_solutions_rev1.csv      the training labels (header GalaxyID,Class1.1,...,Class11.6)
     data/raw/synthetic_test_solutions.csv     the test labels, same format (only the scoring step reads it)
 
-GalaxyIDs are distinct 6-digit numbers drawn from the seed; each image and its labels depend only on
+GalaxyIDs are distinct 6-digit numbers drawn from the seed, or those of --ids-from; each image and its labels depend only on
 (seed, GalaxyID), so the same seed gives the same bytes. The CSVs are written last: a run that stopped
 early leaves no CSV. Refuses to write into image folders that already hold images, unless --overwrite.
 """
@@ -15,6 +16,7 @@ import argparse
 import os
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
@@ -97,12 +99,34 @@ def prepare_folders(overwrite):
             csv_path.unlink()
 
 
-def make_dataset(num_train, num_test, seed, workers, overwrite=False):
-    """Render both subsets and write their CSVs under the current root. Returns the images per second."""
-    if num_train < 1 or num_test < 1:
+def read_galaxy_ids(folder):
+    """The GalaxyIDs of folder/train_ids.npy and folder/test_ids.npy (e.g. the competition's own lists): (train, test),
+    int64, each ascending; DataError unless they are distinct non-negative integers, the two lists disjoint."""
+    lists = []
+    for subset in load_data.SUBSETS:
+        path = Path(folder) / f"{subset}_ids.npy"
+        try:
+            ids = np.load(path)
+        except (OSError, ValueError) as exc:
+            raise load_data.DataError(f"{path}: cannot read as an .npy array of GalaxyIDs: {exc}") from None
+        if ids.ndim != 1 or not np.issubdtype(ids.dtype, np.integer) or len(ids) == 0 or (ids < 0).any() \
+                or len(np.unique(ids)) != len(ids):
+            raise load_data.DataError(f"{path}: not a list of distinct non-negative integer GalaxyIDs")
+        lists.append(np.sort(ids).astype(np.int64))
+    shared = np.intersect1d(*lists)
+    if len(shared):
+        raise load_data.DataError(f"{folder}: GalaxyID {shared[0]} is in both train_ids.npy and test_ids.npy")
+    return tuple(lists)
+
+
+def make_dataset(num_train, num_test, seed, workers, overwrite=False, ids=None):
+    """Render both subsets and write their CSVs under the current root: num_train and num_test galaxies of IDs drawn
+    from `seed`, or those of ids (train, test) when given. Returns the images per second."""
+    if ids is None and (num_train < 1 or num_test < 1):
         raise load_data.DataError("--num-train and --num-test must be at least 1")
     prepare_folders(overwrite)
-    subsets = dict(zip(load_data.SUBSETS, draw_galaxy_ids(seed, num_train, num_test)))
+    subsets = dict(zip(load_data.SUBSETS, ids if ids is not None else draw_galaxy_ids(seed, num_train, num_test)))
+    num_train = len(subsets["train"])
     tasks = [(seed, g, load_data.raw_images_dir(subset) / f"{g}.jpg")
              for subset, ids in subsets.items() for g in ids]
     start = time.time()
@@ -121,6 +145,10 @@ def argument_parser():
     parser.add_argument("--workers", type=int, default=os.cpu_count(),
                         help="rendering processes (default: the number of CPU cores)")
     parser.add_argument("--overwrite", action="store_true", help="replace images already in the raw folders")
+    parser.add_argument("--ids-from", default=None, metavar="DIR",
+                        help="render the GalaxyIDs of DIR/train_ids.npy and DIR/test_ids.npy (e.g. the competition's "
+                             "own lists, for a dataset of the real size) instead of --num-train and --num-test drawn "
+                             "ones")
     return parser
 
 
@@ -128,8 +156,10 @@ def main(argv=None):
     """Command-line entry point; returns the exit status."""
 
     def work(args):
-        rate = make_dataset(args.num_train, args.num_test, args.seed, max(1, args.workers), args.overwrite)
-        print(f"{args.num_train} training + {args.num_test} test images in {load_data.raw_dir()} "
+        ids = None if args.ids_from is None else read_galaxy_ids(args.ids_from)
+        rate = make_dataset(args.num_train, args.num_test, args.seed, max(1, args.workers), args.overwrite, ids)
+        num_train, num_test = (args.num_train, args.num_test) if ids is None else map(len, ids)
+        print(f"{num_train} training + {num_test} test images in {load_data.raw_dir()} "
               f"({rate:.1f} images/s with {max(1, args.workers)} workers)")
 
     return load_data.run_script(argument_parser(), work, argv, "the images written are complete; run the same command "

@@ -28,6 +28,27 @@ def dataset_files(root):
     return {str(p.relative_to(raw)): p.read_bytes() for p in sorted(raw.rglob("*")) if p.is_file()}
 
 
+def test_a_dataset_of_given_galaxy_ids(tmp_path, capsys):
+    """--ids-from renders exactly the IDs of two lists (as a dataset of the real size uses the competition's own);
+    lists that overlap are refused before anything is written."""
+    lists = tmp_path / "lists"
+    lists.mkdir()
+    np.save(lists / "train_ids.npy", np.array([100023, 100008, 100053], dtype=np.int64))
+    np.save(lists / "test_ids.npy", np.array([100018], dtype=np.int64))
+    root = tmp_path / "root"
+    assert make_synthetic_data.main(["--root", str(root), "--ids-from", str(lists), "--workers", "1"]) == 0
+    assert "3 training + 1 test images" in capsys.readouterr().out
+    assert sorted(p.name for p in (root / "data" / "raw" / "images_train_rev1").iterdir()) == \
+        ["100008.jpg", "100023.jpg", "100053.jpg"]
+    csv_ids = [line.split(",")[0] for line in (root / "data" / "raw" / "training_solutions_rev1.csv").read_text().split()]
+    assert csv_ids == ["GalaxyID", "100008", "100023", "100053"]
+
+    np.save(lists / "test_ids.npy", np.array([100053], dtype=np.int64))
+    assert make_synthetic_data.main(["--root", str(tmp_path / "other"), "--ids-from", str(lists)]) == 1
+    assert "GalaxyID 100053 is in both" in capsys.readouterr().err
+    assert not (tmp_path / "other" / "data" / "raw" / "images_train_rev1").exists()
+
+
 def test_same_seed_same_bytes_different_seed_differs(tmp_path):
     assert render_synthetic_root(tmp_path / "a", seed=3, workers=1) == 0
     assert render_synthetic_root(tmp_path / "b", seed=3, workers=2) == 0
