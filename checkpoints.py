@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 import load_data
 import realtime_augmentation as ra
@@ -140,12 +141,16 @@ def load_trained(model_name, device="cpu", script=None):
 
 
 @torch.no_grad()
-def forward_batched(model, inputs, device, batch_size):
+def forward_batched(model, inputs, device, batch_size, label=None):
     """The model's outputs with dropout off for every input: inputs (N, ...) numpy float32 -> (N, 37) float32
-    numpy, batch_size inputs per forward pass. The model's train/eval mode is restored afterwards."""
+    numpy, batch_size inputs per forward pass, with a progress bar named `label` when one is given. The model's
+    train/eval mode is restored afterwards."""
     was_training = model.training
     model.eval()
     flat = torch.from_numpy(np.ascontiguousarray(inputs))
-    outputs = [model(flat[i:i + batch_size].to(device)).float().cpu() for i in range(0, len(flat), batch_size)]
+    starts = range(0, len(flat), batch_size)
+    if label is not None:
+        starts = tqdm(starts, desc=label, unit="batch", dynamic_ncols=True, mininterval=1.0, leave=False)
+    outputs = [model(flat[i:i + batch_size].to(device)).float().cpu() for i in starts]
     model.train(was_training)
     return torch.cat(outputs).numpy()

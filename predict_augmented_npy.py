@@ -20,6 +20,7 @@ copies, T=30 covers every rotation with two of the six (flip, zoom) combinations
 
 A run stopped by Ctrl-C or an error keeps the images done so far beside the output files (<MODEL>.partial<rank>.npz,
 also every minute); the same command continues after them, unless the model, images, transforms or ranks changed.
+A split whose file an earlier run wrote from the same checkpoint, images and transforms is kept, not predicted again.
 
 Under `torchrun --nproc_per_node=N predict_augmented_npy.py MODEL` rank r predicts positions r, r + N, ...
 of each split (on cuda:LOCAL_RANK when CUDA is used); rank 0 gathers the shards and writes the same files
@@ -196,7 +197,7 @@ def predict_all(args, ranks):
         print(tf32_note)
     model, config = checkpoints.load_trained(args.model, device=device, script=args.script)
     made_from = dict(checkpoint=load_data.file_input(checkpoints.checkpoint_path(args.model)),
-                     transforms={"set": args.transform_set, "count": args.num_transforms}) if ranks.is_main else {}
+                     transforms={"set": args.transform_set, "count": args.num_transforms})
     transforms = selected_transforms(args.num_transforms, args.transform_set)
     if ranks.is_main:
         print(f"{args.model} on {device}{f' x {ranks.world_size} ranks' if ranks.active else ''}: "
@@ -209,6 +210,13 @@ def predict_all(args, ranks):
         print(checked)
     results = {}
     for split, ids, subset in splits:
+        path, inputs = load_data.augmented_predictions_path(args.model, split), dict(ids=load_data.ids_stamp(ids),
+                                                                                    **made_from)
+        if is_written(path, inputs):
+            if ranks.is_main:
+                print(f"{path}: kept, made by an earlier run from the same checkpoint, images and transforms")
+            results[split] = (load_data.load_gz(path).astype(np.float64), None)
+            continue
         prepro = ra.prepro_matrices(config["PREPROCESSING"], ids, subset)
         partial = partial_path(args.model, split, ranks)
         averaged, identity = predict_split_sharded(model, ids, subset, transforms, prepro, args, device, ranks,
@@ -216,10 +224,8 @@ def predict_all(args, ranks):
                                                    partial=partial,
                                                    key=partial_key(model, ids, transforms, prepro, config, ranks))
         if ranks.is_main:
-            path = load_data.augmented_predictions_path(args.model, split)
             averaged = submission.check_predictions(ids, averaged, f"{args.model}'s {split} predictions (not written)")[1]
-            load_data.save_gz(path, averaged.astype(np.float32), "predict_augmented_npy.py",
-                              ids=load_data.ids_stamp(ids), **made_from)
+            load_data.save_gz(path, averaged.astype(np.float32), "predict_augmented_npy.py", **inputs)
             print(f"wrote {path}")
             results[split] = (averaged, identity)
         distributed.barrier(ranks)
@@ -228,9 +234,20 @@ def predict_all(args, ranks):
         return
     averaged, identity = results["valid"]
     valid_labels = labelled.valid_labels
-    print(f"validation RMSE ({len(valid_labels)} images): identity transform only "
-          f"{submission.rmse(identity, valid_labels):.6f}, averaged over {len(transforms)} transforms "
-          f"{submission.rmse(averaged, valid_labels):.6f}")
+    identity_score = "kept from an earlier run" if identity is None else f"{submission.rmse(identity, valid_labels):.6f}"
+    print(f"validation RMSE ({len(valid_labels)} images): identity transform only {identity_score}, averaged over "
+          f"{len(transforms)} transforms {submission.rmse(averaged, valid_labels):.6f}")
+
+
+def is_written(path, inputs):
+    """Whether path already holds the predictions this run would write: its record lists exactly `inputs` (so that a
+    run stopped in the test split, rerun, keeps the validation split instead of predicting it again)."""
+    if not path.exists():
+        return False
+    try:
+        return load_data.read_record(path, "").get("inputs") == inputs
+    except load_data.DataError:
+        return False
 
 
 def main(argv=None):

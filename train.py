@@ -54,6 +54,7 @@ from tqdm import tqdm
 
 import backbones
 import checkpoints
+import decision_tree
 import distributed
 import layers
 import load_data
@@ -295,9 +296,10 @@ def train_batch(model, optimizer, views, labels, normalise):
     return loss.item()
 
 
-def predict(model, views, device):
-    """Model outputs with dropout off for views (N, 2, 3, 69, 69) (numpy) -> (N, 37) float32 numpy."""
-    return checkpoints.forward_batched(model, views, device, EVAL_BATCH_SIZE)
+def predict(model, views, device, label=None):
+    """Model outputs with dropout off for views (N, 2, 3, 69, 69) (numpy) -> (N, 37) float32 numpy; a progress bar
+    named `label` when one is given."""
+    return checkpoints.forward_batched(model, views, device, EVAL_BATCH_SIZE, label)
 
 
 def main(recipe, argv=None):
@@ -386,7 +388,7 @@ def train_model(recipe, args, ranks):
         if key not in prepared and ranks.is_main:
             log("preparing the validation views")
             prepared[key] = ra.identity_views(valid_ids, "train", valid_prepro, args.workers,
-                                              ra.input_views(declaration))
+                                              ra.input_views(declaration), label="validation views")
         return prepared.get(key)
 
     if not trainer.finished():
@@ -398,7 +400,7 @@ def train_model(recipe, args, ranks):
 
     log("final predictions")
     valid_views = valid_views_for(config["INPUT"])
-    valid_predictions = np.clip(predict(model, valid_views, device), 0.0, 1.0)
+    valid_predictions = np.clip(predict(model, valid_views, device, "validation"), 0.0, 1.0)
     valid_rmse = submission.rmse(valid_predictions, valid_labels)
     log(f"final validation RMSE {valid_rmse:.6f} (training-mean baseline {mean_baseline:.6f})")
     trainer.save(valid_ids=torch.from_numpy(np.asarray(valid_ids)),
@@ -638,7 +640,7 @@ class Trainer:
         ranks wait."""
         if self.ranks.is_main:
             state = self.state
-            valid_rmse = submission.rmse(predict(self.model, valid_views, self.device), valid_labels)
+            valid_rmse = submission.rmse(predict(self.model, valid_views, self.device, "validation"), valid_labels)
             state["losses_valid"].append((state["next_chunk"], valid_rmse))
             log(f"  validation RMSE {valid_rmse:.6f}  (predicting the training mean: {mean_baseline:.6f})")
             self.save()
@@ -671,9 +673,22 @@ def stopped_at(chunk, batch, batches_per_chunk, num_chunks):
 def write_test_predictions(model, config, device, workers, model_name):
     """Predict every test image (no augmentation) and write predictions/final/<model>.csv.gz."""
     test_ids = load_data.load_ids("test")
-    views = ra.identity_views(test_ids, "test", ra.prepro_matrices(config["PREPROCESSING"], test_ids, "test"), workers,
-                              ra.input_views(config["INPUT"]))
-    predictions = np.clip(predict(model, views, device), 0.0, 1.0)
+    predictions = predict_streamed(model, test_ids, "test", ra.prepro_matrices(config["PREPROCESSING"], test_ids, "test"),
+                                   workers, ra.input_views(config["INPUT"]), device)
     path = checkpoints.submission_path(model_name)
-    submission.write_submission(path, test_ids, predictions)
+    submission.write_submission(path, test_ids, np.clip(predictions, 0.0, 1.0))
     log(f"wrote {path}")
+
+
+def predict_streamed(model, galaxy_ids, subset, prepro, workers, views, device):
+    """The model's outputs (N, 37) float32 for the untransformed views of every image of galaxy_ids, predicted chunk by
+    chunk as the views are made: all of the test set's views at once would take 9 GB for two 69x69 views (48 GB for
+    one 224 px view)."""
+    outputs = np.empty((len(galaxy_ids), decision_tree.NUM_OUTPUTS), dtype=np.float32)
+    with tqdm(total=len(galaxy_ids), desc=f"{subset} predictions", unit="img", dynamic_ncols=True,
+              mininterval=1.0) as bar:
+        for positions, chunk_views in ra.fixed_views(galaxy_ids, subset, np.eye(3)[None], prepro=prepro,
+                                                     num_workers=workers, views=views):
+            outputs[positions] = predict(model, chunk_views[:, 0], device)
+            bar.update(len(positions))
+    return outputs

@@ -273,3 +273,39 @@ def test_a_second_prediction_run_of_a_model_is_refused_and_stale_temporaries_are
     stale.write_bytes(b"\0" * 1000)
     assert predict_augmented_npy.main(options) == 0
     assert not stale.exists() and path.exists()
+
+
+def test_a_rerun_keeps_a_split_already_written_from_the_same_checkpoint(isolated, monkeypatch, capsys):
+    """A run stopped in the test split, rerun, does not predict the validation split again (60 transforms of it take
+    hours on a CPU); a split written from another checkpoint or other transforms is predicted again."""
+    root = make_tiny_root(isolated / "root", num_train=20, num_test=3)
+    load_data.set_root(root)
+    predicted = []
+
+    class CountingModel(StandInModel):
+        def forward(self, views, normalise=True):
+            predicted.append(len(views))
+            return super().forward(views)
+
+    use_stand_in(monkeypatch, CountingModel)
+    options = ["stand_in", "--root", str(root), "--num-transforms", "2", "--device", "cpu", "--workers", "0"]
+    assert predict_augmented_npy.main(options) == 0
+    valid_path, test_path = (load_data.augmented_predictions_path("stand_in", split) for split in ("valid", "test"))
+    valid = load_data.load_gz(valid_path)
+    num_valid, num_test = len(valid), len(load_data.load_ids("test"))
+    assert sum(predicted) == 2 * (num_valid + num_test)
+
+    test_path.unlink()  # as after a stop in the test split
+    predicted.clear()
+    capsys.readouterr()
+    assert predict_augmented_npy.main(options) == 0
+    assert sum(predicted) == 2 * num_test and f"{valid_path}: kept" in capsys.readouterr().out
+    np.testing.assert_array_equal(load_data.load_gz(valid_path), valid)
+
+    predicted.clear()
+    assert predict_augmented_npy.main([*options[:4], "3", *options[5:]]) == 0  # other transforms: both again
+    assert sum(predicted) == 3 * (num_valid + num_test)
+    checkpoints.checkpoint_path("stand_in").write_bytes(b"trained further")
+    predicted.clear()
+    assert predict_augmented_npy.main([*options[:4], "3", *options[5:]]) == 0
+    assert sum(predicted) == 3 * (num_valid + num_test)

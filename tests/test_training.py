@@ -346,3 +346,18 @@ def test_an_error_during_training_saves_the_last_completed_minibatch(isolated, r
     resumed = run_training(recipe, root, *options)
     for name, tensor in uninterrupted["model"].items():
         assert torch.equal(resumed["model"][name], tensor), name
+
+
+def test_the_test_set_is_predicted_chunk_by_chunk(isolated, monkeypatch):
+    """The final test-set predictions never hold every test image's views at once (9 GB for the 79,975 real test
+    images; before, they were all made first): the model is given one chunk of views at a time, with the outputs of
+    all views at once."""
+    root = make_tiny_root(isolated / "root", num_train=4, num_test=7)
+    load_data.set_root(root)
+    monkeypatch.setattr(ra, "default_images_per_chunk", lambda num_transforms: 3)
+    model, seen, predict = tiny_model(seed=0), [], train.predict
+    monkeypatch.setattr(train, "predict", lambda m, views, device: seen.append(len(views)) or predict(m, views, device))
+    ids = load_data.load_ids("test")
+    streamed = train.predict_streamed(model, ids, "test", None, 0, ra.input_views(ra.ORIGINAL_INPUT), "cpu")
+    assert seen == [3, 3, 1]
+    np.testing.assert_allclose(streamed, predict(model, ra.identity_views(ids, "test", num_workers=0), "cpu"), atol=1e-6)
