@@ -139,7 +139,8 @@ def run(chosen=None):
         print(f"  {submission.rmse(blend(stack, weights), labels):.6f}  {name} ({BLEND_FILES[name]})")
 
     test_ids = load_data.load_ids("test")
-    made_from = [load_data.file_input(load_data.augmented_predictions_path(model, split)) for model in models for split in ("valid", "test")]
+    made_from = [load_data.file_input(load_data.augmented_predictions_path(model, split))
+                 for model in models for split in ("valid", "test")]
     for name, blended in blend_test_set(models, weights_by_blend, test_ids).items():
         path = blended_dir() / BLEND_FILES[name]
         load_data.save_gz(path, blended.astype(np.float32), "blend_predictions.py", ids=load_data.ids_stamp(test_ids),

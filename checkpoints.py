@@ -121,8 +121,8 @@ def data_stamp():
 def check_data(path, state, stamp, advice):
     """DataError unless the checkpoint `state` (read from path) was trained on the data of `stamp` (data_stamp())."""
     if state.get("data") != stamp:
-        raise load_data.DataError(f"{path}: trained on other training images or labels than {load_data.ids_path('train')} "
-                                  f"and {load_data.solutions_train_path()} hold now"
+        raise load_data.DataError(f"{path}: trained on other training images or labels than "
+                                  f"{load_data.ids_path('train')} and {load_data.solutions_train_path()} hold now"
                                   f"{' (or made before checkpoints recorded them)' if 'data' not in state else ''}, "
                                   f"so its validation split is not the images it held out; {advice}")
 

@@ -46,7 +46,8 @@ def copy_images(subset):
         raise load_data.DataError(f"{source}: image folder missing")
     target.mkdir(parents=True, exist_ok=True)
     copied = skipped = 0
-    for source_file in tqdm(sorted(source.glob("*.jpg")), desc=f"copy {subset}", unit="img", disable=None):
+    source_files = sorted(source.glob("*.jpg"))
+    for source_file in tqdm(source_files, desc=f"copy {subset}", unit="img", disable=None):
         target_file = target / source_file.name
         if is_copied(source_file, target_file):
             skipped += 1
@@ -55,7 +56,7 @@ def copy_images(subset):
             shutil.copyfile(source_file, tmp)
             shutil.copystat(source_file, tmp)  # the modification time too: load_data compares the copy with data/raw
         copied += 1
-    for stale in sorted(set(p.name for p in target.glob("*.jpg")) - set(p.name for p in source.glob("*.jpg"))):
+    for stale in sorted({p.name for p in target.glob("*.jpg")} - {p.name for p in source_files}):
         (target / stale).unlink()  # an image no longer in data/raw
     load_data.forget_cached()  # this process's stamp of the RAM folder, if it made one, is out of date
     return copied, skipped

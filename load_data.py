@@ -423,9 +423,9 @@ def load_image(galaxy_id, subset="train"):
 #
 # Every derived file but the ID lists (which are checked against their image folder directly) has a record beside it,
 # <file>.record.json: the step that wrote it, a stamp of the file itself (its size and content digest; size and
-# modification time for the decoded caches, tens of GB, which never move) and stamps of its inputs (the IDs of its rows, the files and
-# folders it was computed from). Readers compare the stamps with the inputs as they are now and refuse a stale file
-# with the step to rerun. An input that is gone is not compared: it cannot contradict the file.
+# modification time for the decoded caches, tens of GB, which never move) and stamps of its inputs (the IDs of its
+# rows, the files and folders it was computed from). Readers compare the stamps with the inputs as they are now and
+# refuse a stale file with the step to rerun. An input that is gone is not compared: it cannot contradict the file.
 
 RECORD_SUFFIX = ".record.json"
 
@@ -533,8 +533,8 @@ def check_record(path, rerun, **expected):
     made_from = record.get("inputs", {})
     for name, (now, what) in expected.items():
         if now is not None and made_from.get(name) != now:
-            raise DataError(f"{path}: made from other {what} than there are now (then: {_described(made_from.get(name))}; "
-                            f"now: {_described(now)}); {rerun}")
+            raise DataError(f"{path}: made from other {what} than there are now "
+                            f"(then: {_described(made_from.get(name))}; now: {_described(now)}); {rerun}")
     for value in made_from.values():
         for recorded in _file_inputs(value):
             source = root() / recorded["path"]  # an absolute path stays as it is

@@ -8,8 +8,8 @@ Writes under the data root:
     data/raw/training_solutions_rev1.csv      the training labels (header GalaxyID,Class1.1,...,Class11.6)
     data/raw/synthetic_test_solutions.csv     the test labels, same format (only the scoring step reads it)
 
-GalaxyIDs are distinct 6-digit numbers drawn from the seed, or those of --ids-from; each image and its labels depend only on
-(seed, GalaxyID), so the same seed gives the same bytes. The CSVs are written last: a run that stopped
+GalaxyIDs are distinct 6-digit numbers drawn from the seed, or those of --ids-from; each image and its labels
+depend only on (seed, GalaxyID), so the same seed gives the same bytes. The CSVs are written last: a run that stopped
 early leaves no CSV. Refuses to write into image folders that already hold images, unless --overwrite.
 """
 import argparse

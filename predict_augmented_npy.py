@@ -180,10 +180,10 @@ def run(args, ranks=distributed.Ranks()):
     if not ranks.is_main:
         return predict_all(args, ranks)
     splits = ("valid", "test")
-    load_data.check_writable(*(load_data.augmented_predictions_path(args.model, split).parent for split in splits))
+    outputs = [load_data.augmented_predictions_path(args.model, split) for split in splits]
+    load_data.check_writable(*(path.parent for path in outputs))
     with load_data.take_lock(load_data.predictions_dir() / "augmented" / f"{args.model}.lock",
-                             [path for split in splits for path in (load_data.augmented_predictions_path(args.model, split),
-                                                                     partial_path(args.model, split, ranks))],
+                             outputs + [partial_path(args.model, split, ranks) for split in splits],
                              f"another prediction run of {args.model} is writing the same files"):
         predict_all(args, ranks)
 
@@ -234,7 +234,8 @@ def predict_all(args, ranks):
         return
     averaged, identity = results["valid"]
     valid_labels = labelled.valid_labels
-    identity_score = "kept from an earlier run" if identity is None else f"{submission.rmse(identity, valid_labels):.6f}"
+    identity_score = ("kept from an earlier run" if identity is None
+                      else f"{submission.rmse(identity, valid_labels):.6f}")
     print(f"validation RMSE ({len(valid_labels)} images): identity transform only {identity_score}, averaged over "
           f"{len(transforms)} transforms {submission.rmse(averaged, valid_labels):.6f}")
 

@@ -348,17 +348,23 @@ def fixed_views(galaxy_ids, subset, augments, prepro=None, images_per_chunk=None
             yield chunks.get()
 
 
+def identity_chunks(galaxy_ids, subset, prepro=None, num_workers=None, views=None):
+    """fixed_views under the identity alone: yields (positions int64 (m,), views float32 (m, V, 3, S, S))."""
+    for positions, chunk_views in fixed_views(galaxy_ids, subset, np.eye(3)[None], prepro=prepro,
+                                              num_workers=num_workers, views=views):
+        yield positions, chunk_views[:, 0]
+
+
 def identity_views(galaxy_ids, subset, prepro=None, num_workers=None, views=None, label=None):
     """The untransformed views of each image (the original's validation input): (N, V, 3, S, S) float32; a progress
     bar named `label` when one is given."""
     result = None
     with tqdm(total=len(galaxy_ids), desc=label, unit="img", dynamic_ncols=True, mininterval=1.0, leave=False,
               disable=label is None) as bar:
-        for positions, chunk_views in fixed_views(galaxy_ids, subset, np.eye(3)[None], prepro=prepro,
-                                                  num_workers=num_workers, views=views):
+        for positions, chunk_views in identity_chunks(galaxy_ids, subset, prepro, num_workers, views):
             if result is None:
-                result = np.empty((len(galaxy_ids),) + chunk_views.shape[2:], dtype=np.float32)
-            result[positions] = chunk_views[:, 0]
+                result = np.empty((len(galaxy_ids),) + chunk_views.shape[1:], dtype=np.float32)
+            result[positions] = chunk_views
             bar.update(len(positions))
     return result
 

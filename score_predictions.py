@@ -5,10 +5,10 @@ next to two baselines: predicting all zeros, and predicting the mean label of th
     python score_predictions.py predictions/final/try_....csv.gz          # test set (synthetic labels only)
 
 FILE is a .npy.gz ((N, 37) in ID order of the subset, which its record must say) or a submission .csv.gz (its
-GalaxyIDs must be the labels' IDs). Labels: --subset valid uses the validation split of data/solutions_train.npy (the last 10% of
-the training IDs); --subset test uses data/raw/synthetic_test_solutions.csv, which only the synthetic data
-generator writes (the real test labels were never published). Prints a table and draws a grouped bar chart
-(default: FILE with suffix _scores.png).
+GalaxyIDs must be the labels' IDs). Labels: --subset valid uses the validation split of data/solutions_train.npy
+(the last 10% of the training IDs); --subset test uses data/raw/synthetic_test_solutions.csv, which only the
+synthetic data generator writes (the real test labels were never published). Prints a table and draws a grouped
+bar chart (default: FILE with suffix _scores.png).
 """
 import argparse
 import sys
@@ -144,7 +144,8 @@ def main(argv=None):
     parser.add_argument("--subset", choices=("test", "valid"), default="test", help="labels to score against")
     parser.add_argument("--png", default=None, help="bar chart path (default: FILE with suffix _scores.png)")
     parser.add_argument("--without-record", action="store_true",
-                        help="score a .npy.gz that has no record (made elsewhere), taking its rows to be the subset's IDs")
+                        help="score a .npy.gz that has no record (made elsewhere), taking its rows to be the "
+                             "subset's IDs")
     return load_data.run_script(parser, lambda args: score_file(args.file, args.subset, args.png, args.without_record),
                                 argv, load_data.RERUN_NOTE)
 

@@ -673,8 +673,8 @@ def stopped_at(chunk, batch, batches_per_chunk, num_chunks):
 def write_test_predictions(model, config, device, workers, model_name):
     """Predict every test image (no augmentation) and write predictions/final/<model>.csv.gz."""
     test_ids = load_data.load_ids("test")
-    predictions = predict_streamed(model, test_ids, "test", ra.prepro_matrices(config["PREPROCESSING"], test_ids, "test"),
-                                   workers, ra.input_views(config["INPUT"]), device)
+    prepro = ra.prepro_matrices(config["PREPROCESSING"], test_ids, "test")
+    predictions = predict_streamed(model, test_ids, "test", prepro, workers, ra.input_views(config["INPUT"]), device)
     path = checkpoints.submission_path(model_name)
     submission.write_submission(path, test_ids, np.clip(predictions, 0.0, 1.0))
     log(f"wrote {path}")
@@ -687,8 +687,7 @@ def predict_streamed(model, galaxy_ids, subset, prepro, workers, views, device):
     outputs = np.empty((len(galaxy_ids), decision_tree.NUM_OUTPUTS), dtype=np.float32)
     with tqdm(total=len(galaxy_ids), desc=f"{subset} predictions", unit="img", dynamic_ncols=True,
               mininterval=1.0) as bar:
-        for positions, chunk_views in ra.fixed_views(galaxy_ids, subset, np.eye(3)[None], prepro=prepro,
-                                                     num_workers=workers, views=views):
-            outputs[positions] = predict(model, chunk_views[:, 0], device)
+        for positions, chunk_views in ra.identity_chunks(galaxy_ids, subset, prepro, workers, views):
+            outputs[positions] = predict(model, chunk_views, device)
             bar.update(len(positions))
     return outputs

@@ -129,8 +129,8 @@ def random_galaxy(rng):
 
 def make_tiny_root(path, num_train=40, num_test=5, seed=0, galaxy_image=random_galaxy):
     """A project root as the data scripts leave it, built directly: data/train_ids.npy, data/test_ids.npy,
-    data/solutions_train.npy (float32 tree-valid labels, with its record) and, unless galaxy_image is None, a JPEG per ID under
-    data/raw drawn by galaxy_image(rng) (uint8 (424, 424, 3)). Returns path."""
+    data/solutions_train.npy (float32 tree-valid labels, with its record) and, unless galaxy_image is None, a JPEG per
+    ID under data/raw drawn by galaxy_image(rng) (uint8 (424, 424, 3)). Returns path."""
     rng = np.random.default_rng(seed)
     (path / "data").mkdir(parents=True)
     for subset, count, first_id in (("train", num_train, 100_008), ("test", num_test, 900_001)):

@@ -40,7 +40,8 @@ def test_a_dataset_of_given_galaxy_ids(tmp_path, capsys):
     assert "3 training + 1 test images" in capsys.readouterr().out
     assert sorted(p.name for p in (root / "data" / "raw" / "images_train_rev1").iterdir()) == \
         ["100008.jpg", "100023.jpg", "100053.jpg"]
-    csv_ids = [line.split(",")[0] for line in (root / "data" / "raw" / "training_solutions_rev1.csv").read_text().split()]
+    csv_lines = (root / "data" / "raw" / "training_solutions_rev1.csv").read_text().split()
+    csv_ids = [line.split(",")[0] for line in csv_lines]
     assert csv_ids == ["GalaxyID", "100008", "100023", "100053"]
 
     np.save(lists / "test_ids.npy", np.array([100053], dtype=np.int64))

@@ -21,8 +21,8 @@ import load_data
 import predict_augmented_npy
 import realtime_augmentation as ra
 import train
-from helpers import (PROJECT_DIR, TINY_MODEL_NAME, TINY_RECIPE_SOURCE, make_tiny_root, write_labels, tiny_model, tiny_recipe,
-                     tree_valid_labels)
+from helpers import (PROJECT_DIR, TINY_MODEL_NAME, TINY_RECIPE_SOURCE, make_tiny_root, tiny_model, tiny_recipe,
+                     tree_valid_labels, write_labels)
 
 SHORT_RUN = ["--num-chunks", "3", "--workers", "0"]  # no process pools: quicker on 2 cores
 
@@ -360,4 +360,5 @@ def test_the_test_set_is_predicted_chunk_by_chunk(isolated, monkeypatch):
     ids = load_data.load_ids("test")
     streamed = train.predict_streamed(model, ids, "test", None, 0, ra.input_views(ra.ORIGINAL_INPUT), "cpu")
     assert seen == [3, 3, 1]
-    np.testing.assert_allclose(streamed, predict(model, ra.identity_views(ids, "test", num_workers=0), "cpu"), atol=1e-6)
+    all_at_once = predict(model, ra.identity_views(ids, "test", num_workers=0), "cpu")
+    np.testing.assert_allclose(streamed, all_at_once, atol=1e-6)
