@@ -494,10 +494,13 @@ def read_record(path, rerun):
                         f"made by hand, by an older version, or copied without it); {rerun}")
     try:
         record = json.loads(record_file.read_text())
-        file = record["file"]
+        file, inputs = record["file"], record["inputs"]
+        if not (isinstance(file, dict) and isinstance(inputs, dict)
+                and all(isinstance(f.get("path"), str) for value in inputs.values() for f in _file_inputs(value))):
+            raise ValueError("not the layout write_record writes")
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise DataError(f"{record_file}: unreadable record ({exc}); {rerun}") from None
-    if file != file_stamp(path, content=isinstance(file, dict) and "digest" in file):
+    if file != file_stamp(path, content="digest" in file):
         raise DataError(f"{path}: not the file its record {record_file.name} describes (changed or replaced since "
                         f"it was written); {rerun}")
     return record
@@ -530,7 +533,7 @@ def check_record(path, rerun, **expected):
     of None not compared (an input that is gone), and every file input (file_input) that still exists with that file
     now. DataError naming the first input that differs. Returns the record."""
     record = read_record(path, rerun)
-    made_from = record.get("inputs", {})
+    made_from = record["inputs"]
     for name, (now, what) in expected.items():
         if now is not None and made_from.get(name) != now:
             raise DataError(f"{path}: made from other {what} than there are now "

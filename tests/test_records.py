@@ -106,12 +106,16 @@ def test_labels_are_refused_when_the_ids_or_the_csv_changed(data_root, capsys):
     assert create_solutions_train.main([]) == 0
 
 
-def test_a_labels_file_replaced_by_hand_is_refused(data_root, capsys):
+def test_a_labels_file_replaced_by_hand_or_a_damaged_record_is_refused(data_root, capsys):
     path = load_data.solutions_train_path()
     labels = np.load(path)
     np.save(path, labels[::-1])  # the same shape: before, accepted as it was
     message = refusal(lambda: load_data.load_solutions(), capsys)
     assert "not the file its record solutions_train.npy.record.json describes" in message
+    for damaged in ("", "{", "[]", '{"file": 1, "inputs": {}}', '{"file": {}, "inputs": []}',
+                    '{"file": {}, "inputs": {"a": {"path": 3}}}'):
+        load_data.record_path(path).write_text(damaged)
+        assert "unreadable record" in refusal(lambda: load_data.load_solutions(), capsys), damaged
     load_data.record_path(path).unlink()
     assert "no record of what it was made from" in refusal(lambda: load_data.load_solutions(), capsys)
 
