@@ -161,7 +161,9 @@ def unknown_setting_message(name):
     """What to say about a capitalised name that is no setting."""
     if name in FORMER_SETTINGS:
         return f"{name}: no longer a setting; {FORMER_SETTINGS[name]}"
-    close = difflib.get_close_matches(name, SETTING_NAMES, n=1, cutoff=0.6)
+    close = difflib.get_close_matches(name, SETTING_NAMES + tuple(FORMER_SETTINGS), n=1, cutoff=0.6)
+    if close and close[0] in FORMER_SETTINGS:
+        return f"{name}: no such setting; the nearest, {close[0]}, is no longer one either: {FORMER_SETTINGS[close[0]]}"
     hint = f"did you mean {close[0]}?" if close else f"the settings are {', '.join(SETTING_NAMES)}"
     return f"{name}: no such setting; {hint} (a name of the file's own starts with an underscore)"
 
