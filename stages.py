@@ -63,11 +63,21 @@ def as_config(stages):
 
 
 def scaled(stages, num_chunks):
-    """The stages with their chunks scaled to num_chunks in all (each at least 1), for short runs."""
+    """The stages with their chunks scaled to exactly num_chunks in all, each at least 1 (ValueError when there are
+    more stages than that), for short runs: each stage gets its share rounded down, and the chunks left over go to
+    the stages whose shares were rounded down most."""
     total = sum(stage.chunks for stage in stages)
     if num_chunks == total:
         return list(stages)
-    return [Stage(**{**asdict(stage), "chunks": max(1, round(stage.chunks * num_chunks / total))}) for stage in stages]
+    if num_chunks < len(stages):
+        raise ValueError(f"--num-chunks {num_chunks}: the recipe has {len(stages)} stages, and each needs a chunk")
+    shares = np.array([stage.chunks * num_chunks / total for stage in stages])
+    counts = np.maximum(1, np.floor(shares)).astype(int)
+    while counts.sum() > num_chunks:  # the stages raised to 1 took chunks from the others
+        counts[np.argmax(np.where(counts > 1, counts - shares, -np.inf))] -= 1
+    while counts.sum() < num_chunks:
+        counts[np.argmax(shares - counts)] += 1
+    return [Stage(**{**asdict(stage), "chunks": int(count)}) for stage, count in zip(stages, counts)]
 
 
 def first_chunks(stages):
