@@ -49,11 +49,6 @@ def training_lock(model_name):
                                f"another run of {model_name} is training into the same checkpoint")
 
 
-def model_name_argument(text):
-    """A model name as a user types it: the try_*.py script's name, with or without its .py."""
-    return text.removesuffix(".py")
-
-
 class CheckpointNotWritten(load_data.DataError):
     """Writing a checkpoint failed (a full disk, say); the file that was there before is unchanged."""
 
@@ -194,16 +189,23 @@ def check_data(path, state, stamp, advice):
                                   f"so its validation split is not the images it held out; {advice}")
 
 
-def load_trained(model_name, device="cpu", script=None):
-    """The trained model of analysis/final/<model_name>.pt in eval mode, and its config dict. Refused when it was
-    trained on other data than data/train_ids.npy and data/solutions_train.npy hold now."""
+def require_checkpoint(model_name, script=None):
+    """The path of the model's checkpoint; DataError when there is none, saying whether the model exists at all (its
+    script: `script`, or <model_name>.py in the project folder)."""
     path = checkpoint_path(model_name)
     if not path.exists():
         script_path = HERE / f"{model_name}.py" if script is None else Path(script)
         if not script_path.exists():
             raise load_data.DataError(f"{model_name}: no such model ({script_path} does not exist and there is no "
-                                      f"checkpoint {path}); the models are the try_*.py scripts, named without .py")
+                                      f"checkpoint {path}); the models are the try_*.py scripts")
         raise load_data.DataError(f"{path}: no checkpoint; train the model with {script_path.name} first")
+    return path
+
+
+def load_trained(model_name, device="cpu", script=None):
+    """The trained model of analysis/final/<model_name>.pt in eval mode, and its config dict. Refused when it was
+    trained on other data than data/train_ids.npy and data/solutions_train.npy hold now."""
+    path = require_checkpoint(model_name, script)
     state = load_checkpoint(path)
     check_data(path, state, data_stamp(), f"train it again ({model_name}.py --fresh), or restore those files")
     check_finite(path, state["model"], f"train it again with {model_name}.py --fresh")

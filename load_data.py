@@ -147,6 +147,11 @@ def augmented_predictions_path(model_name, split):
     return augmented_predictions_dir(split) / f"{model_name}.npy.gz"
 
 
+def model_name_argument(text):
+    """A model name as a user types it: the try_*.py script's name, with or without its .py."""
+    return text.removesuffix(".py")
+
+
 def synthetic_test_solutions_path():
     """data/raw/synthetic_test_solutions.csv: the synthetic dataset's test labels, read only when scoring."""
     return raw_dir() / "synthetic_test_solutions.csv"
