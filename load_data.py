@@ -589,8 +589,11 @@ WRITE_ADVICE = "or use another --root"
 
 
 def size_text(num_bytes):
-    """A size for a message: in GB from 1 GB up, else in MB (so that a small size never reads 0.0 GB)."""
-    return f"{num_bytes / 1e9:.1f} GB" if num_bytes >= 1e9 else f"{num_bytes / 1e6:.1f} MB"
+    """A size for a message: in GB from 1 GB up, in MB from 1 MB up, else in kB (a small size never reads 0.0 GB)."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6)):
+        if num_bytes >= scale:
+            return f"{num_bytes / scale:.1f} {unit}"
+    return f"{num_bytes / 1e3:.1f} kB"
 
 
 def nearest_existing(folder):
@@ -647,9 +650,11 @@ def atomic_path(path):
         yield tmp
         os.chmod(tmp, _NEW_FILE_MODE)  # mkstemp makes files private; give the usual permissions
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.filename is None:  # a failed write to an open file names no file
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
         raise
 
 

@@ -185,11 +185,11 @@ def run(args, ranks=distributed.Ranks()):
     this one lives) after the stale temporaries of its files are removed."""
     if not ranks.is_main:
         return predict_all(args, ranks)
-    checkpoints.require_checkpoint(args.model, args.script)  # the inputs, before the lock makes its folder
-    num_images = len(load_data.labelled_split().valid_ids) + len(load_data.load_ids("test"))
     splits = ("valid", "test")
     outputs = [load_data.augmented_predictions_path(args.model, split) for split in splits]
     load_data.check_writable(*(path.parent for path in outputs))
+    checkpoints.require_checkpoint(args.model, args.script)  # the inputs, before the lock makes its folder
+    num_images = len(load_data.labelled_split().valid_ids) + len(load_data.load_ids("test"))
     load_data.check_free_space(outputs[0].parent.parent, num_images * BYTES_PER_IMAGE,
                                f"the predictions of {num_images} images")
     with load_data.take_lock(load_data.predictions_dir() / "augmented" / f"{args.model}.lock",
