@@ -1,8 +1,9 @@
 """Blend the test-time-averaged predictions of every model that has them, with weights fitted on the
 validation set, as in the original solution.
 
-Reads predictions/final/augmented/{valid,test}/<model>.npy.gz for every model whose test file exists (or for
-the models named with --models) and the validation split of data/solutions_train.npy. Writes to predictions/final/blended/:
+Reads predictions/final/augmented/{valid,test}/<model>.npy.gz for every model with predictions (or for the models
+named with --models; without it, a model with the predictions of one split only is refused) and the validation split
+of data/solutions_train.npy. Writes to predictions/final/blended/:
 
     blended_predictions_uniform.npy.gz    the plain average of all models (the blend that was submitted)
     blended_predictions.npy.gz            one weight per model
@@ -34,25 +35,39 @@ def blended_dir():
 
 
 def available_models(chosen=None):
-    """Sorted names of the models with a test-set prediction file (only those in `chosen` when given, each of
-    which must have one); each must also have its validation file."""
-    models = sorted(p.name[:-len(".npy.gz")] for p in load_data.augmented_predictions_dir("test").glob("*.npy.gz"))
-    if chosen is not None:
-        missing = sorted(set(chosen) - set(models))
-        if missing:
-            raise load_data.DataError(f"{load_data.augmented_predictions_dir('test')}: no predictions for "
-                                      f"{', '.join(missing)}; run predict_augmented_npy.py for them first")
+    """(sorted names of the models to blend, {model left out: why}). Every model with a prediction file of either
+    split is a candidate; with `chosen`, those named, each of which must have both files, and the others are left
+    out. Without it, a model with one split's file but not the other's (a prediction run stopped in between) is
+    refused, since blending without it would quietly be another blend."""
+    folders = {split: load_data.augmented_predictions_dir(split) for split in ("valid", "test")}
+    found = {split: {p.name[:-len(".npy.gz")] for p in folder.glob("*.npy.gz")} for split, folder in folders.items()}
+    candidates = found["valid"] | found["test"]
+    lacking = {model: next(split for split in folders if model not in found[split]) for model in candidates
+               if not all(model in found[split] for split in folders)}
+    if chosen is None:
+        if lacking:
+            model, split = sorted(lacking.items())[0]
+            raise load_data.DataError(f"{load_data.augmented_predictions_path(model, split)}: missing, while the other "
+                                      f"split's predictions of {model} exist (its prediction run stopped?); run "
+                                      f"predict_augmented_npy.py {model} again, or name the models to blend with "
+                                      f"--models")
+        models = sorted(candidates)
+    else:
         models = sorted(set(chosen))
+        for model in models:
+            if model not in candidates or model in lacking:
+                split = lacking.get(model, "test")
+                raise load_data.DataError(f"{load_data.augmented_predictions_path(model, split)}: no predictions of "
+                                          f"{model}; run predict_augmented_npy.py {model} first")
     if not models:
-        raise load_data.DataError(f"{load_data.augmented_predictions_dir('test')}: no <model>.npy.gz predictions; "
-                                  "run predict_augmented_npy.py for at least one model first")
-    for model in models:
-        if not load_data.augmented_predictions_path(model, "valid").exists():
-            raise load_data.DataError(f"{load_data.augmented_predictions_path(model, 'valid')}: missing (the test "
-                                      "predictions of this model exist); rerun predict_augmented_npy.py for it")
-    return models
+        raise load_data.DataError(f"{folders['test']}: no <model>.npy.gz predictions; run predict_augmented_npy.py "
+                                  f"for at least one model first")
+    left_out = {model: f"no {SPLIT_NAMES[lacking[model]]} predictions" if model in lacking else "not named in --models"
+                for model in sorted(candidates - set(models))}
+    return models, left_out
 
 
+SPLIT_NAMES = {"valid": "validation", "test": "test"}
 SPLIT_IDS = {"valid": "validation IDs (the last 10% of data/train_ids.npy)", "test": "test IDs (data/test_ids.npy)"}
 
 
@@ -115,7 +130,10 @@ def blend_test_set(models, weights_by_blend, test_ids):
 
 
 def run(chosen=None):
-    models = available_models(chosen)
+    models, left_out = available_models(chosen)
+    print(f"blending {', '.join(models)}")
+    for model, why in left_out.items():
+        print(f"left out: {model} ({why})")
     load_data.check_writable(blended_dir())
     split = load_data.labelled_split()
     labels = split.valid_labels.astype(np.float64)
@@ -153,7 +171,8 @@ def main(argv=None):
     parser.add_argument("--models", help="comma-separated model names to blend (default: every model with predictions)")
 
     def work(args):
-        run(None if args.models is None else [name.strip() for name in args.models.split(",") if name.strip()])
+        run(None if args.models is None else [load_data.model_name_argument(name.strip())
+                                              for name in args.models.split(",") if name.strip()])
 
     return load_data.run_script(parser, work, argv, load_data.RERUN_NOTE)
 

@@ -3,6 +3,7 @@
 Training (train.py) writes analysis/final/<model>.pt; prediction (predict_augmented_npy.py) and the demo read it
 back through load_trained() without importing the training loop.
 """
+import hashlib
 import importlib.util
 import zipfile
 from pathlib import Path
@@ -46,13 +47,68 @@ def training_lock(model_name):
                                f"another run of {model_name} is training into the same checkpoint")
 
 
+class CheckpointNotWritten(load_data.DataError):
+    """Writing a checkpoint failed (a full disk, say); the file that was there before is unchanged."""
+
+
 def save_checkpoint(path, state):
-    """torch.save(state), atomically."""
-    with load_data.atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    """torch.save(state) with the digest of its contents (content_digest) under DIGEST_KEY, atomically: the
+    checkpoint that was there stays as it was when the write fails, which raises CheckpointNotWritten."""
+    state = dict(state, **{DIGEST_KEY: content_digest(state)})
+    try:
+        with load_data.atomic_path(path) as tmp, open(tmp, "wb") as file:
+            torch.save(state, file)  # to a file object: a failed write then raises its OSError, not a RuntimeError
+    except OSError as exc:
+        kept = "the checkpoint written before is kept as it was" if Path(path).exists() else "no checkpoint was kept"
+        raise CheckpointNotWritten(f"{path}: cannot write the checkpoint ({exc.strerror or exc}; "
+                                   f"{load_data.size_text(load_data.free_bytes(Path(path).parent))} free there); "
+                                   f"{kept}; free some space and run the same command again") from None
 
 
 CHECKPOINT_KEYS = ("model", "config")  # what every checkpoint train.py writes holds, at the least
+DIGEST_KEY = "digest"  # the sha256 of a checkpoint's contents (content_digest), which loading verifies
+
+
+def content_digest(state):
+    """The sha256 (hex) of everything in a checkpoint's dict but its digest: every tensor's dtype, shape and bytes, and
+    every other value's repr, in key order. torch.load checks none of the zip archive's checksums, so that a bit
+    flipped on the disk would otherwise load as a different weight."""
+    digest = hashlib.sha256()
+    _add_to_digest(digest, {key: value for key, value in state.items() if key != DIGEST_KEY})
+    return digest.hexdigest()
+
+
+def _add_to_digest(digest, value):
+    if torch.is_tensor(value):
+        tensor = value.detach().cpu().contiguous()
+        digest.update(f"tensor {tensor.dtype} {tuple(tensor.shape)}\n".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy())  # its bytes, whatever the dtype, without a copy
+    elif isinstance(value, dict):
+        digest.update(f"dict {len(value)}\n".encode())
+        for key in sorted(value, key=repr):
+            digest.update(f"{key!r}:".encode())
+            _add_to_digest(digest, value[key])
+    elif isinstance(value, (list, tuple)):
+        digest.update(f"{type(value).__name__} {len(value)}\n".encode())
+        for item in value:
+            _add_to_digest(digest, item)
+    else:
+        digest.update(f"{value!r}\n".encode())
+
+
+def first_non_finite(parameters):
+    """The name of the first tensor of `parameters` (name -> tensor) that holds NaN or infinity, or None."""
+    return next((name for name, tensor in parameters.items()
+                 if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())), None)
+
+
+def check_finite(path, parameters, advice):
+    """DataError naming the first tensor of `parameters` (name -> tensor) holding NaN or infinity: a checkpoint saved
+    by a run that diverged."""
+    name = first_non_finite(parameters)
+    if name is not None:
+        raise load_data.DataError(f"{path}: non-finite parameters (NaN or infinity in {name}), saved by a run that "
+                                  f"diverged; {advice}")
 
 
 def load_checkpoint(path):
@@ -75,6 +131,12 @@ def load_checkpoint(path):
         kind = "a bare state dict" if isinstance(state, dict) and all(torch.is_tensor(v) for v in state.values()) \
             else f"a {type(state).__name__} without {' and '.join(CHECKPOINT_KEYS)}"
         raise load_data.DataError(f"{path}: not a checkpoint of this project's training ({kind}); {advice}")
+    if DIGEST_KEY not in state:
+        raise load_data.DataError(f"{path}: checkpoint without the digest of its contents (written by an older version "
+                                  f"of train.py), so damage to it cannot be found; {advice}")
+    if content_digest(state) != state[DIGEST_KEY]:
+        raise load_data.DataError(f"{path}: damaged checkpoint (its contents do not match the digest written with "
+                                  f"them: changed on the disk or in a copy since); {advice}")
     return state
 
 
@@ -120,14 +182,26 @@ def check_data(path, state, stamp, advice):
                                   f"so its validation split is not the images it held out; {advice}")
 
 
+def require_checkpoint(model_name, script=None):
+    """The path of the model's checkpoint; DataError when there is none, saying whether the model exists at all (its
+    script: `script`, or <model_name>.py in the project folder)."""
+    path = checkpoint_path(model_name)
+    if not path.exists():
+        script_path = HERE / f"{model_name}.py" if script is None else Path(script)
+        if not script_path.exists():
+            raise load_data.DataError(f"{model_name}: no such model ({script_path} does not exist and there is no "
+                                      f"checkpoint {path}); the models are the try_*.py scripts")
+        raise load_data.DataError(f"{path}: no checkpoint; train the model with {script_path.name} first")
+    return path
+
+
 def load_trained(model_name, device="cpu", script=None):
     """The trained model of analysis/final/<model_name>.pt in eval mode, and its config dict. Refused when it was
     trained on other data than data/train_ids.npy and data/solutions_train.npy hold now."""
-    path = checkpoint_path(model_name)
-    if not path.exists():
-        raise load_data.DataError(f"{path}: no checkpoint; train the model with {model_name}.py first")
+    path = require_checkpoint(model_name, script)
     state = load_checkpoint(path)
     check_data(path, state, data_stamp(), f"train it again ({model_name}.py --fresh), or restore those files")
+    check_finite(path, state["model"], f"train it again with {model_name}.py --fresh")
     model = import_try_script(model_name, script).build_model()
     load_model_state(model, state["model"], path, model_name)
     return model.to(device).eval(), recipe.config_from_checkpoint(state["config"])

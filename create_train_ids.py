@@ -17,7 +17,7 @@ def image_ids(folder):
     """The GalaxyIDs of the `<GalaxyID>.jpg` files in `folder`, int64 (N,) ascending.
     Raises DataError for a missing or empty folder or any other entry in it."""
     if not folder.is_dir():
-        raise load_data.DataError(f"{folder}: image folder missing")
+        raise load_data.missing_image_folder(folder)
     ids = [_id_of(entry) for entry in sorted(folder.iterdir())]
     if not ids:
         raise load_data.DataError(f"{folder}: no images in the folder")
@@ -33,11 +33,23 @@ def _id_of(entry):
     return int(stem)
 
 
+def check_disjoint(ids):
+    """DataError naming the GalaxyIDs that are in both image folders (ids: {subset: IDs}): a galaxy cannot be both
+    a training and a test image."""
+    shared = np.intersect1d(ids["train"], ids["test"])
+    if len(shared):
+        folders = " and ".join(str(load_data.raw_images_dir(subset)) for subset in load_data.SUBSETS)
+        shown = ", ".join(str(galaxy_id) for galaxy_id in shared[:10]) + (", ..." if len(shared) > 10 else "")
+        raise load_data.DataError(f"{folders}: {len(shared)} GalaxyID(s) in both folders ({shown}); remove each "
+                                  f"from one of them; nothing was written")
+
+
 def write_ids():
-    """Read both image folders, then write both ID files (nothing is written when either folder is bad)
-    and say what was written."""
+    """Read both image folders, then write both ID files (nothing is written when either folder is bad or they
+    share a GalaxyID) and say what was written."""
     load_data.check_writable(load_data.data_dir())
     ids = {subset: image_ids(load_data.raw_images_dir(subset)) for subset in load_data.SUBSETS}
+    check_disjoint(ids)
     for subset, subset_ids in ids.items():
         path = load_data.ids_path(subset)
         load_data.save_npy(path, subset_ids)

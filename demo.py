@@ -14,6 +14,7 @@ stages are scaled to --num-chunks in all. Running it again reuses the dataset an
 training where it stopped.
 """
 import argparse
+import atexit
 import os
 import string
 import subprocess
@@ -124,6 +125,8 @@ def main():
                  ["extract_pysex_params.py", *with_root], env)
     run_step(4, "copy the images to RAM and build the decoded cache", [load_data.ram_dir()],
              ["copy_data_to_shm.py", *with_root, "--cache"], env)
+    # However the demo ends from here on, its RAM copy (1.7 GB of /dev/shm) is given back.
+    atexit.register(subprocess.run, [sys.executable, "copy_data_to_shm.py", *with_root, "--remove"], cwd=HERE, env=env)
     # Steps 5 and 6 once per model: 5a, 5b, ... when there are several.
     letters = string.ascii_lowercase if len(args.models) > 1 else [""]
     for letter, model in zip(letters, args.models):

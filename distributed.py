@@ -13,6 +13,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+import load_data
+
 # Ranks wait at barriers while rank 0 validates and writes files; that can take long on a CPU.
 BARRIER_TIMEOUT = datetime.timedelta(hours=2)
 
@@ -62,8 +64,8 @@ def start(device, ranks):
 
 def run_rank(work, ranks, expected_errors):
     """Call `work()` as this rank's whole job and leave the process group afterwards; returns the exit status:
-    0, or 1 after printing an `expected_errors` exception as the scripts' one-line `error: ...` (naming the rank
-    when there are several). After a completed job every rank first waits for the others: a rank that tore
+    0, or 1 after printing an `expected_errors` exception, or an OSError a user can cause
+    (load_data.user_error_message), as the scripts' one-line `error: ...` (naming the rank when there are several). After a completed job every rank first waits for the others: a rank that tore
     down its connections while rank 0 was still writing files was seen to abort at exit (SIGABRT), failing the
     whole torchrun. After an error the ranks leave at once."""
     completed = False
@@ -71,8 +73,11 @@ def run_rank(work, ranks, expected_errors):
         work()
         completed = True
         return 0
-    except expected_errors as exc:
-        print(f"error: {f'rank {ranks.rank}: ' if ranks.active else ''}{exc}", file=sys.stderr)
+    except (*expected_errors, OSError) as exc:
+        message = str(exc) if isinstance(exc, expected_errors) else load_data.user_error_message(exc)
+        if message is None:
+            raise
+        print(f"error: {f'rank {ranks.rank}: ' if ranks.active else ''}{message}", file=sys.stderr)
         return 1
     finally:
         if ranks.active and dist.is_initialized():

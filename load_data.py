@@ -15,12 +15,14 @@ When that script also built a decoded uint8 cache, `load_image` reads from it in
 import argparse
 import collections
 import contextlib
+import errno
 import fcntl
 import gzip
 import hashlib
 import io
 import json
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -98,6 +100,13 @@ def apply_root_argument(args):
         set_root(args.root)
 
 
+def check_root():
+    """DataError when the project root does not exist (a mistyped --root or $GALAXY_ROOT): a run that reads its
+    input there is refused before it makes any folder or lock."""
+    if not root().is_dir():
+        raise DataError(f"{root()}: the project root (--root or $GALAXY_ROOT) does not exist; nothing was written")
+
+
 def data_dir():
     return root() / "data"
 
@@ -136,6 +145,11 @@ def augmented_predictions_dir(split):
 def augmented_predictions_path(model_name, split):
     """predictions/final/augmented/<split>/<model_name>.npy.gz: one model's test-time-averaged predictions."""
     return augmented_predictions_dir(split) / f"{model_name}.npy.gz"
+
+
+def model_name_argument(text):
+    """A model name as a user types it: the try_*.py script's name, with or without its .py."""
+    return text.removesuffix(".py")
 
 
 def synthetic_test_solutions_path():
@@ -192,6 +206,20 @@ def image_folders(subset):
                             f"copy_data_to_shm.py again (it copies only what differs) or delete {ram_dir()}")
         _checked[key] = True
     return in_ram, raw
+
+
+KAGGLE_TRAIN_FOLDER = "images_training_rev1"  # a name the training images are often unpacked under
+
+
+def missing_image_folder(folder):
+    """The DataError for an image folder that is not there; it names the rename to make when the training images
+    lie beside it under KAGGLE_TRAIN_FOLDER."""
+    folder = Path(folder)
+    misnamed = folder.parent / KAGGLE_TRAIN_FOLDER
+    if folder.name == RAW_IMAGE_FOLDERS["train"] and misnamed.is_dir():
+        return DataError(f"{folder}: image folder missing, but {misnamed} is there: the scripts read the training "
+                         f"images from {folder.name}; rename it (mv {misnamed} {folder})")
+    return DataError(f"{folder}: image folder missing")
 
 
 def real_sample_dir():
@@ -337,7 +365,8 @@ def check_image_file(path, galaxy_id=None):
 
 def check_images(galaxy_ids, subset):
     """check_image_file for every image of galaxy_ids that would be decoded from its JPEG (those in the decoded
-    cache are read from it instead); DataError for the first bad one in ID order. Returns how many were checked."""
+    cache are read from it instead, checked when it was built); DataError for the first bad one in ID order. Returns
+    how many were checked."""
     cache = _cache_for(subset)
     ids = [int(g) for g in galaxy_ids if cache is None or int(g) not in cache.index]
     folders = image_folders(subset)
@@ -351,7 +380,12 @@ def check_images_read(subsets):
     broken image stops it at the start and not when first drawn. Returns a line saying what was checked."""
     start = time.time()
     count = sum(check_images(ids, subset) for subset, ids in subsets)
-    return f"{count} image files checked (JPEG, 424x424 in its header, not cut short) in {time.time() - start:.1f} s"
+    cached = sum(len(ids) for _, ids in subsets) - count
+    from_cache = f"{cached} images read from the decoded cache (checked when it was built)" if cached else ""
+    if count == 0:
+        return from_cache or "no images to check"
+    return (f"{count} image files checked (JPEG, 424x424 in its header, not cut short) in {time.time() - start:.1f} s"
+            + (f"; {from_cache}" if cached else ""))
 
 
 def decode_jpeg(path, galaxy_id=None):
@@ -554,6 +588,36 @@ def check_record(path, rerun, **expected):
 WRITE_ADVICE = "or use another --root"
 
 
+def size_text(num_bytes):
+    """A size for a message: in GB from 1 GB up, in MB from 1 MB up, else in kB (a small size never reads 0.0 GB)."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6)):
+        if num_bytes >= scale:
+            return f"{num_bytes / scale:.1f} {unit}"
+    return f"{num_bytes / 1e3:.1f} kB"
+
+
+def nearest_existing(folder):
+    """`folder` when it exists, else its nearest existing parent (where it would be made)."""
+    existing = Path(folder).absolute()
+    while not existing.exists():
+        existing = existing.parent
+    return existing
+
+
+def free_bytes(folder):
+    """The bytes free for new files in `folder`, or in its nearest existing parent when it is not made yet."""
+    return shutil.disk_usage(nearest_existing(folder)).free
+
+
+def check_free_space(folder, num_bytes, what, advice="free some space there, or use another --root"):
+    """DataError naming `folder`, what it must hold (`what`, num_bytes) and what is free, when it has less room than
+    that; steps call it before their long work, so that the work is not lost to a full disk at its end."""
+    free = free_bytes(folder)
+    if free < num_bytes:
+        raise DataError(f"{folder}: {what} needs {size_text(num_bytes)} but only {size_text(free)} is free there; "
+                        f"nothing was written; {advice}")
+
+
 def _temporary_beside(path, advice=WRITE_ADVICE):
     """A new empty file beside `path` (its folder made when missing), named .<name>.<random>.tmp; DataError when the
     folder cannot be written, ending with what to do: make it writable, `advice`."""
@@ -573,10 +637,7 @@ def check_writable(*folders, advice=WRITE_ADVICE):
     nearest existing parent, where it would be made); nothing is left behind. Steps check their output folders at
     the start, so that hours of work are not lost to a folder found read-only at the end."""
     for folder in folders:
-        existing = Path(folder).absolute()
-        while not existing.exists():
-            existing = existing.parent
-        _temporary_beside(existing / "write-check", advice).unlink()
+        _temporary_beside(nearest_existing(folder) / "write-check", advice).unlink()
 
 
 @contextlib.contextmanager
@@ -589,9 +650,11 @@ def atomic_path(path):
         yield tmp
         os.chmod(tmp, _NEW_FILE_MODE)  # mkstemp makes files private; give the usual permissions
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.filename is None:  # a failed write to an open file names no file
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
         raise
 
 
@@ -679,15 +742,42 @@ def orderly_stop():
             signal.signal(sig, signal.SIG_IGN if stopped else handler)
 
 
+# The errors of the operating system that a user causes (a full disk, a read-only or forbidden folder, a folder that
+# is not there), with what to do; any other OSError is a bug and keeps its traceback.
+USER_OS_ERRORS = {
+    errno.ENOSPC: "free some space there and run the same command again",
+    errno.EDQUOT: "free some space there (the disk quota is reached) and run the same command again",
+    errno.EROFS: "the file system is mounted read-only; use another --root (or, for /dev/shm, GALAXY_RAM_DIR)",
+    errno.EACCES: "make it writable (or readable) for this user, or use another --root",
+    errno.EPERM: "make it writable (or readable) for this user, or use another --root",
+    errno.ENOENT: "check the path (a folder or file was removed or never made)",
+}
+
+
+def user_error_message(exc):
+    """The one line a script prints for an error the user can cause: a DataError's own text, or for an OSError of
+    USER_OS_ERRORS the file, the system's reason and what to do; None for anything else (a bug)."""
+    if isinstance(exc, DataError):
+        return str(exc)
+    if isinstance(exc, OSError) and exc.errno in USER_OS_ERRORS:
+        where = f"{exc.filename}: " if exc.filename is not None else ""
+        return f"{where}{exc.strerror or os.strerror(exc.errno)}; {USER_OS_ERRORS[exc.errno]}"
+    return None
+
+
 def report_data_errors(work, interrupted=None):
-    """Run a script's work() under orderly_stop(); a DataError becomes one line `error: ...` on stderr. A stop by
-    Ctrl-C or SIGTERM prints `stopped; <interrupted>` (what is kept, what to do) when `interrupted` is given, else
-    the KeyboardInterrupt goes on to the caller. Returns the exit status: 0, 1 after a DataError, INTERRUPTED."""
+    """Run a script's work() under orderly_stop(); a DataError, or an OSError a user can cause (user_error_message),
+    becomes one line `error: ...` on stderr. A stop by Ctrl-C or SIGTERM prints `stopped; <interrupted>` (what is
+    kept, what to do) when `interrupted` is given, else the KeyboardInterrupt goes on to the caller. Returns the
+    exit status: 0, 1 after such an error, INTERRUPTED."""
     try:
         with orderly_stop():
             work()
-    except DataError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (DataError, OSError) as exc:
+        message = user_error_message(exc)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         if interrupted is None:
@@ -697,13 +787,19 @@ def report_data_errors(work, interrupted=None):
     return 0
 
 
-def run_script(parser, work, argv=None, interrupted=None):
+def run_script(parser, work, argv=None, interrupted=None, makes_root=False):
     """The whole main() of a script: add --root to `parser`, parse `argv`, apply --root, then run work(args)
-    as report_data_errors does. Returns the exit status."""
+    as report_data_errors does, after check_root unless the script `makes_root`. Returns the exit status."""
     add_root_argument(parser)
     args = parser.parse_args(argv)
     apply_root_argument(args)
-    return report_data_errors(lambda: work(args), interrupted)
+
+    def checked_work():
+        if not makes_root:
+            check_root()
+        work(args)
+
+    return report_data_errors(checked_work, interrupted)
 
 
 def run_root_only_script(description, work, argv=None):

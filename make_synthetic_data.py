@@ -163,7 +163,7 @@ def main(argv=None):
               f"({rate:.1f} images/s with {max(1, args.workers)} workers)")
 
     return load_data.run_script(argument_parser(), work, argv, "the images written are complete; run the same command "
-                                "with --overwrite to start again")
+                                "with --overwrite to start again", makes_root=True)
 
 
 if __name__ == "__main__":

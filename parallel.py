@@ -21,6 +21,7 @@ from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 import numpy as np
 
 
+SEMAPHORE_FOLDER = "/dev/shm"  # where a process pool's locks are made
 PARENT_POLL_SECONDS = 1.0  # how often a worker checks that the process that started its pool is alive
 
 
@@ -68,8 +69,12 @@ def process_pool(workers, initializer=None, initargs=(), start_method=None):
     context = multiprocessing.get_context(start_method)
     if context.get_start_method() == "forkserver":
         _start_forkserver()
-    executor = ProcessPoolExecutor(workers, mp_context=context, initializer=_pool_worker_init,
-                                   initargs=(os.getpid(), initializer, initargs))
+    try:
+        executor = ProcessPoolExecutor(workers, mp_context=context, initializer=_pool_worker_init,
+                                       initargs=(os.getpid(), initializer, initargs))
+    except OSError as exc:  # its queues' locks are POSIX semaphores, files in /dev/shm on Linux
+        raise OSError(exc.errno, f"{exc.strerror}: the worker processes cannot make their locks there "
+                                 f"(--workers 0 runs without them)", SEMAPHORE_FOLDER) from None
     try:
         yield executor
     finally:

@@ -87,6 +87,9 @@ def predict_views(model, views, device, batch_size=BATCH_SIZE):
 
 
 PARTIAL_SAVE_SECONDS = 60  # how often an unfinished run keeps what it has predicted
+# Disk per image predicted, at most: its row of 37 float32 in the output file, and two of 37 float64 in the partial
+# file, which stays until the output is written.
+BYTES_PER_IMAGE = decision_tree.NUM_OUTPUTS * (4 + 2 * 8)
 
 
 def load_partial(partial, key):
@@ -116,8 +119,9 @@ def predict_augmented(model, galaxy_ids, subset, transforms, prepro, device, bat
     """Predictions for galaxy_ids (N,) of `subset` averaged over transforms (T, 3, 3), and those of
     transforms[0] alone: two (N, 37) float64 arrays in the order of galaxy_ids. label names the progress bar
     (shown when `progress`); views: the model's ra.InputViews (default: the original's). partial: None, or a file
-    that keeps the images done so far (every minute, and on an interruption or error); a rerun with the same
-    `key` (what the predictions depend on) continues after them."""
+    that keeps the images done so far (every minute, on an interruption or error, and once all are done, so that
+    they outlive a failure to write the output file); a rerun with the same `key` (what the predictions depend on)
+    continues after them."""
     averaged = np.empty((len(galaxy_ids), decision_tree.NUM_OUTPUTS))
     first_only = np.empty_like(averaged)
     kept_averaged, kept_first = load_partial(partial, key)
@@ -138,6 +142,8 @@ def predict_augmented(model, galaxy_ids, subset, transforms, prepro, device, bat
                     save_partial(partial, key, averaged, first_only, done + positions[-1] + 1)
                     last_save = time.time()
                 finished = done + positions[-1] + 1
+        if partial is not None:
+            save_partial(partial, key, averaged, first_only, finished)
     except BaseException:
         if partial is not None and finished > 0:
             save_partial(partial, key, averaged, first_only, finished)
@@ -182,6 +188,10 @@ def run(args, ranks=distributed.Ranks()):
     splits = ("valid", "test")
     outputs = [load_data.augmented_predictions_path(args.model, split) for split in splits]
     load_data.check_writable(*(path.parent for path in outputs))
+    checkpoints.require_checkpoint(args.model, args.script)  # the inputs, before the lock makes its folder
+    num_images = len(load_data.labelled_split().valid_ids) + len(load_data.load_ids("test"))
+    load_data.check_free_space(outputs[0].parent.parent, num_images * BYTES_PER_IMAGE,
+                               f"the predictions of {num_images} images")
     with load_data.take_lock(load_data.predictions_dir() / "augmented" / f"{args.model}.lock",
                              outputs + [partial_path(args.model, split, ranks) for split in splits],
                              f"another prediction run of {args.model} is writing the same files"):
@@ -225,8 +235,7 @@ def predict_all(args, ranks):
                                                    key=partial_key(model, ids, transforms, prepro, config, ranks))
         if ranks.is_main:
             averaged = submission.check_predictions(ids, averaged, f"{args.model}'s {split} predictions (not written)")[1]
-            load_data.save_gz(path, averaged.astype(np.float32), "predict_augmented_npy.py", **inputs)
-            print(f"wrote {path}")
+            write_predictions(path, averaged, inputs, partial)
             results[split] = (averaged, identity)
         distributed.barrier(ranks)
         partial.unlink(missing_ok=True)
@@ -238,6 +247,18 @@ def predict_all(args, ranks):
                       else f"{submission.rmse(identity, valid_labels):.6f}")
     print(f"validation RMSE ({len(valid_labels)} images): identity transform only {identity_score}, averaged over "
           f"{len(transforms)} transforms {submission.rmse(averaged, valid_labels):.6f}")
+
+
+def write_predictions(path, averaged, inputs, partial):
+    """save_gz of a split's averaged predictions (N, 37) with its record; DataError when the write fails, saying that
+    the predictions stay in `partial` (predict_augmented kept them there) for the rerun to write."""
+    try:
+        load_data.save_gz(path, averaged.astype(np.float32), "predict_augmented_npy.py", **inputs)
+    except OSError as exc:
+        raise load_data.DataError(f"{path}: cannot write the predictions ({exc.strerror or exc}); the "
+                                  f"{len(averaged)} images predicted are kept in {partial.parent}/*.partial*.npz: "
+                                  f"free some space and run the same command again to write them") from None
+    print(f"wrote {path}")
 
 
 def is_written(path, inputs):
@@ -253,7 +274,8 @@ def is_written(path, inputs):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("model", help="the try_*.py script's name without .py (its checkpoint is analysis/final/MODEL.pt)")
+    parser.add_argument("model", help="the try_*.py script's name, with or without .py (its checkpoint is "
+                        "analysis/final/MODEL.pt)")
     parser.add_argument("--transform-set", choices=sorted(TRANSFORM_SETS), default="original",
                         help="original: the original's 60 transforms (default); rot8flip: 8 rotations x flip (16)")
     parser.add_argument("--num-transforms", type=int, default=None,
@@ -273,9 +295,11 @@ def main(argv=None):
         parser.error(f"--num-transforms must be within 1..{size} for --transform-set {args.transform_set}, "
                      f"got {args.num_transforms}")
     load_data.apply_root_argument(args)
+    args.model = load_data.model_name_argument(args.model)
     ranks = distributed.ranks_from_environment()
 
     def work():
+        load_data.check_root()
         with load_data.orderly_stop():
             run(args, ranks)
 

@@ -31,8 +31,10 @@ def check_predictions(galaxy_ids, predictions, source):
     """Raise DataError (naming `source`, the row, GalaxyID and column) unless predictions is (N, 37),
     finite and within [0, 1] (up to RANGE_TOLERANCE) and galaxy_ids is (N,), ascending and unique.
     Returns (ids int64 (N,), predictions float64 (N, 37) clipped to [0, 1])."""
-    ids = np.asarray(galaxy_ids)
-    values = np.asarray(predictions, dtype=np.float64)
+    ids, given = np.asarray(galaxy_ids), np.asarray(predictions)
+    if not (np.issubdtype(given.dtype, np.number) or given.dtype == bool):
+        raise load_data.DataError(f"{source}: predictions must be numbers, got an array of {given.dtype}")
+    values = given.astype(np.float64)
     expected = (len(ids), decision_tree.NUM_OUTPUTS)
     if ids.ndim != 1 or values.shape != expected:
         raise load_data.DataError(f"{source}: predictions have shape {values.shape}, expected {expected} "
@@ -59,6 +61,8 @@ def load_recorded(path, galaxy_ids, what, rerun, without_record=False):
     blend) is unchanged (load_data.check_record), then check_predictions; DataError ending with `rerun` otherwise.
     without_record: a file that has no record is taken as it is. Returns (ids, predictions) as check_predictions."""
     path = Path(path)
+    if not path.exists():
+        raise load_data.DataError(f"{path}: file missing")
     if not (without_record and not load_data.record_path(path).exists()):
         load_data.check_record(path, rerun, ids=(load_data.ids_stamp(galaxy_ids), what))
     return check_predictions(galaxy_ids, load_data.load_gz(path), path)

@@ -222,12 +222,26 @@ def log(message):
         sys.stdout.flush()
 
 
+class NonFiniteStep(Exception):
+    """A minibatch whose loss or gradient is NaN or infinite; its update was not made."""
+
+
+class Diverged(load_data.DataError):
+    """Training met a non-finite loss, gradient or parameter and stopped without saving it."""
+
+
 def train_batch(model, optimizer, views, labels, normalise):
-    """One update on a minibatch; returns its MSE."""
+    """One update on a minibatch; returns its MSE. NonFiniteStep, with the parameters left as they were, when the
+    loss or a gradient is NaN or infinite (one sum over the gradients: a fraction of the backward pass's cost)."""
     predictions = model(views, normalise=normalise)
     loss = F.mse_loss(predictions, labels)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    if not math.isfinite(loss.item()):
+        raise NonFiniteStep(f"the loss is {loss.item()}")
+    gradient_sum = sum(p.grad.sum() for p in model.parameters() if p.grad is not None)
+    if not bool(torch.isfinite(torch.as_tensor(gradient_sum))):
+        raise NonFiniteStep("a gradient holds NaN or infinity")
     optimizer.step()
     return loss.item()
 
@@ -250,6 +264,7 @@ def main(namespace, argv=None):
             print(effective_try_file(try_file, args).describe())
             return
         load_data.apply_root_argument(args)
+        load_data.check_root()
         with load_data.orderly_stop():
             run(try_file, args, ranks)
 
@@ -269,6 +284,7 @@ def main(namespace, argv=None):
 def run(try_file, args, ranks=distributed.Ranks()):
     """train_model, holding the model's training lock (rank 0): a second run of the same model into the same
     checkpoint is refused while this one lives."""
+    load_data.labelled_split(), load_data.load_ids("test")  # inputs there, before the lock makes its folder
     if ranks.is_main:
         load_data.check_writable(load_data.analysis_dir(), load_data.predictions_dir())
     with checkpoints.training_lock(try_file.name) if ranks.is_main else contextlib.nullcontext():
@@ -318,6 +334,8 @@ def train_model(try_file, args, ranks):
         trainer.resume()
     elif hasattr(model, "load_pretrained"):
         trainer.weights = pretrained_weights(model, args.weights)
+    if ranks.is_main:
+        check_room(model, config, len(valid_ids), len(load_data.load_ids("test")))
 
     valid_prepro = ra.prepro_matrices(config["PREPROCESSING"], valid_ids, "train")
     prepared = {}
@@ -346,6 +364,28 @@ def train_model(try_file, args, ranks):
     trainer.save(valid_ids=torch.from_numpy(np.asarray(valid_ids)),
                  valid_predictions=torch.from_numpy(valid_predictions), valid_rmse=valid_rmse)
     write_test_predictions(model, config, device, args.workers, model_name)
+
+
+# Tensors per parameter in the optimiser's state: Nesterov's velocity; Adam's two moment estimates (three with amsgrad).
+OPTIMIZER_STATE_TENSORS = {"nesterov": 1, "adam": 2, "adamw": 2}
+SUBMISSION_BYTES_PER_VALUE = 12  # a submission CSV value as text ("0.123456789,"), before gzip shrinks it
+
+
+def checkpoint_bytes(model, config, num_valid):
+    """The size of the model's checkpoint, as train.py writes it, from the model: its parameters and buffers, the
+    optimiser's state of the same shapes, and the final checkpoint's validation IDs and predictions."""
+    model_bytes = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    optimizer = config.get("OPTIMIZER", {"name": "nesterov"})
+    moments = OPTIMIZER_STATE_TENSORS[optimizer["name"]] + bool(optimizer.get("amsgrad"))
+    return model_bytes * (1 + moments) + num_valid * (8 + decision_tree.NUM_OUTPUTS * 4)
+
+
+def check_room(model, config, num_valid, num_test):
+    """DataError, before training, when the checkpoint folder has no room for the checkpoint (a new one is written
+    beside the old one, which it then replaces) or the predictions folder none for the test-set submission."""
+    load_data.check_free_space(load_data.analysis_dir(), checkpoint_bytes(model, config, num_valid), "the checkpoint")
+    load_data.check_free_space(load_data.predictions_dir(), num_test * decision_tree.NUM_OUTPUTS
+                               * SUBMISSION_BYTES_PER_VALUE, "the test-set submission")
 
 
 def pretrained_weights(model, weights):
@@ -463,6 +503,8 @@ class Trainer:
         checkpoints.check_data(path, saved, self.data, "use --fresh to start over on the data as it is now, or "
                                                       "restore those files")
         checkpoints.load_model_state(self.model, saved["model"], path, self.model_name)
+        checkpoints.check_finite(path, saved["model"], "use --fresh to start over (with a lower learning rate or "
+                                                       "another --seed)")
         self.state = {key: saved[key] for key in LOOP_STATE_KEYS}
         self.weights = saved.get("weights")
         if not self.finished():
@@ -473,9 +515,14 @@ class Trainer:
         log(f"resuming from {path} at chunk {self.state['next_chunk'] + 1}, batch {self.state['next_batch'] + 1}")
 
     def save(self, **extra):
-        """Write the checkpoint (rank 0 only): the state, the model, the optimiser, the RNG, and `extra`."""
+        """Write the checkpoint (rank 0 only): the state, the model, the optimiser, the RNG, and `extra`; Diverged,
+        with nothing written, when a parameter is not finite."""
         if not self.ranks.is_main:
             return
+        bad = checkpoints.first_non_finite(self.model.state_dict())
+        if bad is not None:
+            raise Diverged(f"training diverged: {bad} holds NaN or infinity after minibatch {self.state['next_batch']} "
+                           f"of chunk {self.state['next_chunk'] + 1}; {self.kept()}")
         checkpoints.save_checkpoint(self.checkpoint_path, dict(
             self.state, model=self.model.state_dict(), optimizer=self.optimizer.state_dict(), config=self.config,
             seed=self.config["SEED"], model_name=self.model_name, script=self.script, rng=rng_state(),
@@ -519,6 +566,8 @@ class Trainer:
         checkpoint at the last completed minibatch, so that a rerun loses nothing."""
         try:
             return self.train_chunks(chunks, valid_views_for, valid_labels, mean_baseline)
+        except (checkpoints.CheckpointNotWritten, Diverged):
+            raise  # nothing to save: the checkpoint on the disk is the last good one
         except Exception:
             self.save()
             config, state = self.config, self.state
@@ -542,15 +591,20 @@ class Trainer:
             for chunk in chunks:
                 k = chunk.index
                 normalise = k >= config["NUM_CHUNKS_NONORM"]
-                start_time, first_batch = time.time(), state["next_batch"]
+                start_time, first_batch, first_lr = time.time(), state["next_batch"], None
                 for b in range(first_batch, batches_per_chunk):
                     if ranks.active:
                         torch.manual_seed(distributed.seed_for(config["SEED"], ranks.rank, k, b))
                     lr = self.set_learning_rate(k, b, batches_per_chunk)
+                    first_lr = lr if first_lr is None else first_lr
                     trained = self.trained_module()
                     views, labels = chunk.batch(b, rank_batch_size)
-                    with precision.autocast_context(device, self.args.amp):
-                        loss = train_batch(trained, self.optimizer, views, labels, normalise)
+                    try:
+                        with precision.autocast_context(device, self.args.amp):
+                            loss = train_batch(trained, self.optimizer, views, labels, normalise)
+                    except NonFiniteStep as exc:
+                        raise Diverged(f"training diverged in chunk {k + 1} of {num_chunks}, minibatch {b + 1} of "
+                                       f"{batches_per_chunk}: {exc}; {self.kept()}") from None
                     loss, stop_now = distributed.mean_and_any(loss, stop.requested, ranks, device)
                     state["chunk_losses"].append(loss)
                     if max_norm and (b + 1) % MAX_NORM_EVERY == 0:
@@ -563,7 +617,8 @@ class Trainer:
                 speed = (batches_per_chunk - first_batch) * batch_size / (time.time() - start_time)
                 state["losses_train"].append(math.sqrt(np.mean(state["chunk_losses"])))
                 state.update(next_chunk=k + 1, next_batch=0, chunk_losses=[])
-                log(f"chunk {k + 1}/{num_chunks}  lr {lr:g}  train RMSE {state['losses_train'][-1]:.6f}  "
+                log(f"chunk {k + 1}/{num_chunks}  lr {lr_range(first_lr, lr)}  "
+                    f"train RMSE {state['losses_train'][-1]:.6f}  "
                     f"{speed:.1f} img/s{'' if normalise else '  (no output normalisation)'}")
                 if (k + 1) % config["VALIDATE_EVERY"] == 0 or k + 1 == num_chunks:
                     self.validate(valid_views_for(self.input_at(k)), valid_labels, mean_baseline)
@@ -583,6 +638,12 @@ class Trainer:
             save_learning_curve(learning_curve_path(self.model_name), state["losses_train"], state["losses_valid"],
                                 mean_baseline)
         distributed.barrier(self.ranks)
+
+    def kept(self):
+        """What a run that stops on an error without saving leaves, and what to do."""
+        path = self.checkpoint_path
+        kept = f"the last checkpoint, {path}, is kept as it was" if path.exists() else "no checkpoint was written"
+        return f"{kept}; lower the learning rate or change --seed, and train again with --fresh"
 
     def stop(self, chunk, batch, batches_per_chunk):
         """Save the state reached (chunk and batch within it) and say how to resume; returns "stopped"."""
@@ -605,8 +666,14 @@ def schedule_summary(config):
     first = stages.first_chunks([stages.Stage(**stage) for stage in config["STAGES"]])
     parts = [f"from chunk {start + 1}: lr {stage['lr']}" + ("" if stage["schedule"] == "constant" else f" {stage['schedule']}")
              for start, stage in zip(first, config["STAGES"])]
-    return (f"{len(config['STAGES'])} stage(s) over {config['NUM_CHUNKS']} chunks, optimiser {config['OPTIMIZER']}: "
-            + "; ".join(parts))
+    count = len(config["STAGES"])
+    return (f"{count} stage{'s' if count > 1 else ''} over {config['NUM_CHUNKS']} chunks, optimiser "
+            f"{config['OPTIMIZER']}: " + "; ".join(parts))
+
+
+def lr_range(first, last):
+    """The learning rates of a chunk's first and last minibatches, as a log line shows them."""
+    return f"{first:g}" if first == last else f"{first:g} to {last:g}"
 
 
 def resume_command():

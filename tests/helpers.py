@@ -1,6 +1,8 @@
 """What the tests share besides fixtures: the project folder, the tiny model and its try script, labels valid in
 the decision tree, the one builder of tiny project roots, isolation from shared data, and a few constants."""
+import collections
 import contextlib
+import errno
 import io
 import os
 import shutil
@@ -213,6 +215,19 @@ def read_only(folder):
         if immutable:
             subprocess.run(["chattr", "-i", str(folder)], check=True)
         folder.chmod(mode)
+
+
+DiskUsage = collections.namedtuple("DiskUsage", "total used free", defaults=(0, 0, 0))  # as shutil.disk_usage
+
+
+def small_disk(monkeypatch, free):
+    """Make every folder report `free` bytes free (shutil.disk_usage, which the free-space checks read)."""
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: DiskUsage(free=free))
+
+
+def no_space_task(filename):
+    """A process-pool task that fails as a write to `filename` on a full disk does."""
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), filename)
 
 
 def one_megabyte(k):

@@ -105,12 +105,33 @@ def test_models_option_blends_only_the_named_models(blend_root, capsys):
     names, valid, test = write_models(blend_root)
     assert blend_predictions.main(["--root", str(blend_root), "--models", f"{names[2]},{names[0]}"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("2 models") and names[1] not in out
+    assert out.startswith(f"blending {', '.join(sorted([names[0], names[2]]))}\n"
+                          f"left out: {names[1]} (not named in --models)\n2 models")
     uniform = load_data.load_gz(blend_predictions.blended_dir() / blend_predictions.BLEND_FILES["uniform"])
     np.testing.assert_allclose(uniform, test[[0, 2]].mean(axis=0), atol=1e-6)
 
     assert blend_predictions.main(["--root", str(blend_root), "--models", f"{names[0]},no_such_model"]) == 1
-    assert "no predictions for no_such_model" in capsys.readouterr().err
+    assert "no predictions of no_such_model" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("missing_split", ["test", "valid"])
+def test_a_model_with_one_split_only_is_refused_unless_the_models_are_named(blend_root, capsys, missing_split):
+    """A model whose prediction run stopped between the splits: the blend refuses to leave it out by itself (before,
+    a model without its test file was dropped without a word); named models are blended, and it is said to be left
+    out and why."""
+    names, _, test = write_models(blend_root)
+    (load_data.augmented_predictions_dir(missing_split) / f"{names[1]}.npy.gz").unlink()
+    assert blend_predictions.main(["--root", str(blend_root)]) == 1
+    err = capsys.readouterr().err
+    assert f"{missing_split}/{names[1]}.npy.gz: missing" in err and "--models" in err
+    assert not blend_predictions.blended_dir().exists()
+    assert blend_predictions.main(["--root", str(blend_root), "--models", f"{names[0]}.py,{names[2]}"]) == 0
+    which = {"test": "test", "valid": "validation"}[missing_split]
+    assert f"left out: {names[1]} (no {which} predictions)" in capsys.readouterr().out
+    uniform = load_data.load_gz(blend_predictions.blended_dir() / blend_predictions.BLEND_FILES["uniform"])
+    np.testing.assert_allclose(uniform, test[[0, 2]].mean(axis=0), atol=1e-6)
+    assert blend_predictions.main(["--root", str(blend_root), "--models", f"{names[0]},{names[1]}"]) == 1
+    assert f"no predictions of {names[1]}" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("split, value", [("valid", np.nan), ("test", np.inf), ("test", 5.0), ("valid", -3.0)])

@@ -5,7 +5,6 @@ import csv
 import io
 import subprocess
 import sys
-from collections import namedtuple
 from pathlib import Path
 
 import numpy as np
@@ -17,11 +16,10 @@ import create_solutions_train
 import create_train_ids
 import decision_tree
 import load_data
-from helpers import IMAGE_PROBLEMS, PROJECT_DIR, corrupt_image, noise_jpeg_bytes, tree_valid_labels
+from helpers import IMAGE_PROBLEMS, PROJECT_DIR, DiskUsage, corrupt_image, noise_jpeg_bytes, tree_valid_labels
 
 TRAIN_IDS = (100023, 100008, 999967, 100090, 5000)  # deliberately unsorted, of different lengths
 TEST_IDS = (100018, 100001, 200)
-DiskUsage = namedtuple("DiskUsage", "total used free", defaults=(0, 0, 0))
 pytestmark = pytest.mark.usefixtures("isolated")  # away from /dev/shm, $GALAXY_ROOT and an earlier test's root
 
 
@@ -211,7 +209,7 @@ def test_cache_larger_than_free_space_is_refused(raw_root, capsys, monkeypatch):
     assert run_main(create_train_ids, root, capsys)[0] == 0
     monkeypatch.setattr(copy_data_to_shm.shutil, "disk_usage", lambda path: DiskUsage(free=10**6))
     status, _, err = run_main(copy_data_to_shm, root, capsys, "--subsets", "test", "--cache")
-    assert status == 1 and "nothing was written" in err and "only 0.0 GB is free" in err and "cache 0." in err
+    assert status == 1 and "nothing was written" in err and "only 1.0 MB is free" in err and "cache 1.6 MB" in err
     assert not load_data.cache_path("test").exists() and not load_data.ram_images_dir("test").exists()
 
 

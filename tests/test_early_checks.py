@@ -77,6 +77,39 @@ def test_an_unwritable_output_folder_is_one_line_before_any_work(isolated, capsy
     assert files(root) == before  # nothing written, not even a temporary
 
 
+@pytest.mark.parametrize("script", ["create_train_ids", "create_solutions_train", "copy_data_to_shm", "train",
+                                    "predict", "blend", "convert", "score"])
+def test_a_missing_root_is_one_line_and_nothing_is_made(isolated, capsys, script):
+    """--root naming a folder that does not exist: refused in one line; no folder, lock or RAM copy is made (before,
+    training and prediction made their lock folders under it, and copy_data_to_shm.py its lock in /dev/shm)."""
+    root = isolated / "no-such-root"
+    load_data.set_root(root)
+    status = run_script(script, root, isolated)
+    err = capsys.readouterr().err
+    assert status == 1 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert f"{root}: the project root (--root or $GALAXY_ROOT) does not exist" in err
+    assert not root.exists() and not load_data.ram_dir().exists()
+
+
+@pytest.mark.parametrize("script, missing", [("train", "data/solutions_train.npy"), ("predict", "data/test_ids.npy"),
+                                             ("copy_data_to_shm", "data/raw/images_test_rev1")])
+def test_a_missing_input_is_refused_before_any_lock_or_folder_is_made(isolated, capsys, script, missing):
+    root = make_tiny_root(isolated / "root", num_train=20, num_test=2)
+    load_data.set_root(root)
+    if script == "predict":  # a checkpoint to predict with
+        train.main(tiny_recipe(isolated), ["--root", str(root), "--num-chunks", "1", "--workers", "0"])
+        (root / "predictions").rename(isolated / "predictions-of-training")
+    target = root / missing
+    target.rename(isolated / "moved") if target.is_dir() else target.unlink()
+    capsys.readouterr()
+    before = files(root)
+    status = run_script(script, root, isolated)
+    err = capsys.readouterr().err
+    assert status == 1 and len(err.strip().splitlines()) == 1 and target.name in err
+    assert files(root) == before and not load_data.ram_dir().exists()
+    assert not (root / "predictions").exists() and (script == "predict" or not (root / "analysis").exists())
+
+
 @pytest.mark.parametrize("subset", ["train", "test"])
 @pytest.mark.parametrize("problem", IMAGE_PROBLEMS)
 def test_a_broken_image_stops_training_before_it_starts(isolated, capsys, problem, subset):

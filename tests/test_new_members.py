@@ -44,8 +44,8 @@ def test_fastai_recipe_from_a_weights_file_trains_predicts_and_blends(root, tmp_
     weights = tmp_path / "resnet50.safetensors"
     save_file(backbones.create_model("resnet50").backbone.state_dict(), str(weights))
     state = train_member("try_resnet50_fastai", root, "--num-chunks", "8", "--weights", str(weights))
-    chunks = [stage["chunks"] for stage in state["config"]["STAGES"]]  # scaled to about 8 in all, each >= 1
-    assert len(chunks) == 8 and min(chunks) == 1 and len(state["losses_train"]) == sum(chunks) <= 10
+    chunks = [stage["chunks"] for stage in state["config"]["STAGES"]]  # scaled to 8 in all, each >= 1
+    assert len(chunks) == 8 and min(chunks) == 1 and len(state["losses_train"]) == sum(chunks) == 8
     assert state["weights"]["source"] == str(weights.resolve())
     assert state["config"]["INPUT"] == (224, 224) and np.isfinite(state["valid_rmse"])
     new = predict("try_resnet50_fastai", root)

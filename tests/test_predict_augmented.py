@@ -171,9 +171,17 @@ def test_end_to_end_on_a_tiny_root(isolated, monkeypatch, capsys):
 
 
 def test_missing_checkpoint_is_a_clear_error(isolated, capsys):
+    """A model not trained yet (named with or without .py), and a misspelt model, which no script would train; neither
+    leaves a lock or folder behind."""
     root = make_tiny_root(isolated / "root", galaxy_image=None)
+    best = "try_convnet_cc_multirotflip_3x69r45_maxout2048_extradense"
+    for typed in (best, f"{best}.py"):
+        assert predict_augmented_npy.main([typed, "--root", str(root), "--device", "cpu"]) == 1
+        assert f"{best}.pt: no checkpoint; train the model with {best}.py first" in capsys.readouterr().err
     assert predict_augmented_npy.main(["no_such_model", "--root", str(root), "--device", "cpu"]) == 1
-    assert "no_such_model.pt: no checkpoint" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "no_such_model: no such model" in err and "no_such_model.py does not exist" in err
+    assert not (root / "predictions").exists()
 
 
 def test_end_to_end_from_a_saved_checkpoint(isolated):

@@ -155,3 +155,32 @@ def test_two_ranks_train_the_stages_like_one_process(isolated, tmp_path):
     print(f"largest |2 ranks - 1 process| parameter difference {difference:.2e}")
     assert difference <= 1e-6
     assert two_ranks["losses_train"] == pytest.approx(single["losses_train"], rel=1e-5)
+
+
+def test_stages_are_scaled_to_exactly_the_chunks_asked_for():
+    """Each stage keeps at least one chunk and the stages add up to --num-chunks (before, rounding each stage's share
+    gave "8 stages over 9 chunks" for --num-chunks 8); with fewer chunks than stages, those left with none are left
+    out."""
+    recipe = checkpoints.import_try_script("try_resnet50_fastai")
+    parsed = stages.parse(recipe.STAGES, recipe.INPUT)
+    for num_chunks in range(len(parsed), 80):
+        counts = [stage.chunks for stage in stages.scaled(parsed, num_chunks)]
+        assert sum(counts) == num_chunks and min(counts) >= 1, (num_chunks, counts)
+    for num_chunks in range(1, len(parsed)):
+        counts = [stage.chunks for stage in stages.scaled(parsed, num_chunks)]
+        assert sum(counts) == num_chunks and min(counts) >= 1 and len(counts) <= num_chunks, (num_chunks, counts)
+
+
+def test_each_chunk_logs_its_first_and_last_learning_rate(isolated, tmp_path, capsys):
+    """A one-cycle stage's rate changes within a chunk: the log shows where it starts and ends (before, only the
+    rate of the chunk's last minibatch, 2e-07 at the end of a 1e-2 stage)."""
+    recipe = tiny_recipe(tmp_path, STAGED_RECIPE_SOURCE)
+    run(recipe, make_tiny_root(isolated / "root", num_train=20, num_test=2))
+    out = capsys.readouterr().out
+    one_cycle = stages.parse(recipe["STAGES"], recipe.get("INPUT"))[1]
+    steps = 2 * recipe["CHUNK_SIZE"] // recipe["BATCH_SIZE"]
+    lrs = [1e-2 * stages.lr_factor(one_cycle, step, steps) for step in range(steps)]
+    assert "2 stages over 4 chunks" in out
+    assert "chunk 1/4  lr 0.01  " in out and "chunk 2/4  lr 0.01  " in out
+    assert f"chunk 3/4  lr {lrs[0]:g} to {lrs[steps // 2 - 1]:g}  " in out
+    assert f"chunk 4/4  lr {lrs[steps // 2]:g} to {lrs[-1]:g}  " in out
