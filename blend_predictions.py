@@ -22,16 +22,21 @@ import sys
 import numpy as np
 import scipy.optimize
 
-import decision_tree
+from galaxyzoo import decision_tree
 import load_data
-import submission
+from galaxyzoo import submission
+from galaxyzoo import paths
+from galaxyzoo import records
+from galaxyzoo import files
+from galaxyzoo import runner
+from galaxyzoo import errors
 
 BLEND_FILES = {"uniform": "blended_predictions_uniform.npy.gz", "per_model": "blended_predictions.npy.gz",
                "per_column": "blended_predictions_separate.npy.gz"}
 
 
 def blended_dir():
-    return load_data.predictions_dir() / "blended"
+    return paths.predictions_dir() / "blended"
 
 
 def available_models(chosen=None):
@@ -39,7 +44,7 @@ def available_models(chosen=None):
     split is a candidate; with `chosen`, those named, each of which must have both files, and the others are left
     out. Without it, a model with one split's file but not the other's (a prediction run stopped in between) is
     refused, since blending without it would quietly be another blend."""
-    folders = {split: load_data.augmented_predictions_dir(split) for split in ("valid", "test")}
+    folders = {split: paths.augmented_predictions_dir(split) for split in load_data.SPLITS}
     found = {split: {p.name[:-len(".npy.gz")] for p in folder.glob("*.npy.gz")} for split, folder in folders.items()}
     candidates = found["valid"] | found["test"]
     lacking = {model: next(split for split in folders if model not in found[split]) for model in candidates
@@ -47,7 +52,7 @@ def available_models(chosen=None):
     if chosen is None:
         if lacking:
             model, split = sorted(lacking.items())[0]
-            raise load_data.DataError(f"{load_data.augmented_predictions_path(model, split)}: missing, while the other "
+            raise errors.DataError(f"{paths.augmented_predictions_path(model, split)}: missing, while the other "
                                       f"split's predictions of {model} exist (its prediction run stopped?); run "
                                       f"predict_augmented_npy.py {model} again, or name the models to blend with "
                                       f"--models")
@@ -57,10 +62,10 @@ def available_models(chosen=None):
         for model in models:
             if model not in candidates or model in lacking:
                 split = lacking.get(model, "test")
-                raise load_data.DataError(f"{load_data.augmented_predictions_path(model, split)}: no predictions of "
+                raise errors.DataError(f"{paths.augmented_predictions_path(model, split)}: no predictions of "
                                           f"{model}; run predict_augmented_npy.py {model} first")
     if not models:
-        raise load_data.DataError(f"{folders['test']}: no <model>.npy.gz predictions; run predict_augmented_npy.py "
+        raise errors.DataError(f"{folders['test']}: no <model>.npy.gz predictions; run predict_augmented_npy.py "
                                   f"for at least one model first")
     left_out = {model: f"no {SPLIT_NAMES[lacking[model]]} predictions" if model in lacking else "not named in --models"
                 for model in sorted(candidates - set(models))}
@@ -68,14 +73,13 @@ def available_models(chosen=None):
 
 
 SPLIT_NAMES = {"valid": "validation", "test": "test"}
-SPLIT_IDS = {"valid": "validation IDs (the last 10% of data/train_ids.npy)", "test": "test IDs (data/test_ids.npy)"}
 
 
 def load_checked(model, split, galaxy_ids):
     """One model's predictions of a split, one row per GalaxyID of galaxy_ids: refused unless its record says it was
     made for these IDs from the model's checkpoint as it is now (when it is there), and unless its values are finite
     and within [0, 1] up to submission.RANGE_TOLERANCE (naming the row, GalaxyID and column). (N, 37) float64."""
-    return submission.load_recorded(load_data.augmented_predictions_path(model, split), galaxy_ids, SPLIT_IDS[split],
+    return submission.load_recorded(paths.augmented_predictions_path(model, split), galaxy_ids, load_data.SPLIT_IDS_TEXT[split],
                                     f"run predict_augmented_npy.py {model} again")[1]
 
 
@@ -134,7 +138,7 @@ def run(chosen=None):
     print(f"blending {', '.join(models)}")
     for model, why in left_out.items():
         print(f"left out: {model} ({why})")
-    load_data.check_writable(blended_dir())
+    files.check_writable(blended_dir())
     split = load_data.labelled_split()
     labels = split.valid_labels.astype(np.float64)
     stack = np.stack([load_checked(model, "valid", split.valid_ids) for model in models])
@@ -157,11 +161,11 @@ def run(chosen=None):
         print(f"  {submission.rmse(blend(stack, weights), labels):.6f}  {name} ({BLEND_FILES[name]})")
 
     test_ids = load_data.load_ids("test")
-    made_from = [load_data.file_input(load_data.augmented_predictions_path(model, split))
+    made_from = [records.file_input(paths.augmented_predictions_path(model, split))
                  for model in models for split in ("valid", "test")]
     for name, blended in blend_test_set(models, weights_by_blend, test_ids).items():
         path = blended_dir() / BLEND_FILES[name]
-        load_data.save_gz(path, blended.astype(np.float32), "blend_predictions.py", ids=load_data.ids_stamp(test_ids),
+        records.save_gz(path, blended.astype(np.float32), "blend_predictions.py", ids=records.ids_stamp(test_ids),
                           predictions=made_from)
         print(f"wrote {path}")
 
@@ -171,10 +175,10 @@ def main(argv=None):
     parser.add_argument("--models", help="comma-separated model names to blend (default: every model with predictions)")
 
     def work(args):
-        run(None if args.models is None else [load_data.model_name_argument(name.strip())
+        run(None if args.models is None else [runner.model_name_argument(name.strip())
                                               for name in args.models.split(",") if name.strip()])
 
-    return load_data.run_script(parser, work, argv, load_data.RERUN_NOTE)
+    return runner.run_script(parser, work, argv, runner.RERUN_NOTE)
 
 
 if __name__ == "__main__":

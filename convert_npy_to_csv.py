@@ -13,7 +13,10 @@ import sys
 from pathlib import Path
 
 import load_data
-import submission
+from galaxyzoo import submission
+from galaxyzoo import files
+from galaxyzoo import runner
+from galaxyzoo import errors
 
 NPY_SUFFIX = ".npy.gz"
 
@@ -22,7 +25,7 @@ def csv_path_for(npy_path):
     """PATH.npy.gz -> PATH.csv.gz"""
     npy_path = Path(npy_path)
     if not npy_path.name.endswith(NPY_SUFFIX):
-        raise load_data.DataError(f"{npy_path}: expected a file name ending in {NPY_SUFFIX}")
+        raise errors.DataError(f"{npy_path}: expected a file name ending in {NPY_SUFFIX}")
     return npy_path.with_name(npy_path.name[:-len(NPY_SUFFIX)] + ".csv.gz")
 
 
@@ -30,7 +33,7 @@ def convert(npy_path, without_record=False):
     """Check the predictions in npy_path against the test IDs (its record, then its values) and write the CSV beside
     it; returns its path. without_record: a file without a record is taken to be in test-ID order."""
     target = csv_path_for(npy_path)
-    load_data.check_writable(target.parent)
+    files.check_writable(target.parent)
     test_ids = load_data.load_ids("test")
     ids, predictions = submission.load_recorded(
         npy_path, test_ids, "test IDs (data/test_ids.npy)",
@@ -46,8 +49,8 @@ def main(argv=None):
     parser.add_argument("--without-record", action="store_true",
                         help="convert a file that has no record (made elsewhere), taking its rows to be the test IDs "
                              "of data/test_ids.npy in order")
-    return load_data.run_script(parser, lambda args: print(f"wrote {convert(args.predictions, args.without_record)}"),
-                                argv, load_data.RERUN_NOTE)
+    return runner.run_script(parser, lambda args: print(f"wrote {convert(args.predictions, args.without_record)}"),
+                                argv, runner.RERUN_NOTE)
 
 
 if __name__ == "__main__":

@@ -4,12 +4,12 @@
     python copy_data_to_shm.py [--root ROOT] --remove        # delete the RAM copy of ROOT's images
 
 As in the original solution, data/raw/images_{train,test}_rev1/ are copied to a folder in /dev/shm
-(load_data.ram_dir(); the GALAXY_RAM_DIR environment variable chooses another folder), so that reading
+(paths.ram_dir(); the GALAXY_RAM_DIR environment variable chooses another folder), so that reading
 images during training never waits on the disk. Files already there with the same size and modification time are
 skipped, and copies of images no longer in data/raw removed: readers refuse a RAM copy that differs from data/raw.
 
 With --cache, each subset is also decoded into one (N, 424, 424, 3) uint8 .npy in ID order
-(load_data.cache_path), which load_data.load_image then memory-maps instead of decoding JPEGs, with its record
+(paths.cache_path), which load_data.load_image then memory-maps instead of decoding JPEGs, with its record
 (the IDs and the image files it was decoded from), without which it is not read.
 That needs 424*424*3 bytes per image: about 33 GB for the 61,578 training images and 43 GB for the
 79,975 test images, so it is for machines with that much RAM to spare.
@@ -18,7 +18,6 @@ A RAM copy stays until the machine restarts or `--remove` deletes it (files in /
 real data take about 2.4 GB, the demo's 3,000 synthetic images about 0.1 GB and their caches 1.6 GB.
 """
 import argparse
-import os
 import shutil
 import sys
 import time
@@ -27,7 +26,12 @@ import numpy as np
 from tqdm import tqdm
 
 import load_data
-import parallel
+from galaxyzoo import parallel
+from galaxyzoo import paths
+from galaxyzoo import records
+from galaxyzoo import files
+from galaxyzoo import runner
+from galaxyzoo import errors
 
 IMAGE_SHAPE = (load_data.IMAGE_SIZE, load_data.IMAGE_SIZE, 3)
 BATCH_SIZE = 64  # images decoded per task handed to a worker process
@@ -35,9 +39,9 @@ BATCH_SIZE = 64  # images decoded per task handed to a worker process
 
 def check_ram_folder():
     """DataError when the folder that should hold the RAM copy cannot be made (e.g. no /dev/shm)."""
-    parent = load_data.ram_dir().parent
+    parent = paths.ram_dir().parent
     if not parent.is_dir():
-        raise load_data.DataError(f"{parent}: folder does not exist (this system has no /dev/shm?); "
+        raise errors.DataError(f"{parent}: folder does not exist (this system has no /dev/shm?); "
                                   f"set GALAXY_RAM_DIR to a folder on a RAM disk, or skip this step "
                                   f"(images are then read from data/raw)")
 
@@ -45,7 +49,7 @@ def check_ram_folder():
 def copy_images(subset):
     """Copy data/raw/<images folder> to the RAM copy, skipping files already there with the same size.
     Returns (number copied, number skipped)."""
-    source, target = source_folder(subset), load_data.ram_images_dir(subset)
+    source, target = source_folder(subset), paths.ram_images_dir(subset)
     target.mkdir(parents=True, exist_ok=True)
     copied = skipped = 0
     source_files = sorted(source.glob("*.jpg"))
@@ -54,7 +58,7 @@ def copy_images(subset):
         if is_copied(source_file, target_file):
             skipped += 1
             continue
-        with load_data.atomic_path(target_file) as tmp:
+        with files.atomic_path(target_file) as tmp:
             shutil.copyfile(source_file, tmp)
             shutil.copystat(source_file, tmp)  # the modification time too: load_data compares the copy with data/raw
         copied += 1
@@ -66,9 +70,9 @@ def copy_images(subset):
 
 def source_folder(subset):
     """data/raw's image folder of a subset; DataError when it is missing."""
-    source = load_data.raw_images_dir(subset)
+    source = paths.raw_images_dir(subset)
     if not source.is_dir():
-        raise load_data.missing_image_folder(source)
+        raise paths.missing_image_folder(source)
     return source
 
 
@@ -81,15 +85,15 @@ def is_copied(source_file, target_file):
 
 
 def build_cache(subset, workers):
-    """Decode every image of a subset (in data/<subset>_ids.npy order) into load_data.cache_path(subset).
+    """Decode every image of a subset (in data/<subset>_ids.npy order) into paths.cache_path(subset).
     Returns (number of images, path written)."""
     load_data.forget_cached()
     galaxy_ids = load_data.load_ids(subset)
-    paths = [load_data.image_path(galaxy_id, subset) for galaxy_id in galaxy_ids]
-    target = load_data.cache_path(subset)
-    write_cache(target, galaxy_ids, paths, workers, desc=f"cache {subset}")
-    load_data.write_record(target, "copy_data_to_shm.py --cache", by_content=False, ids=load_data.ids_stamp(galaxy_ids),
-                           images=load_data.folder_stamp(load_data.raw_images_dir(subset)))
+    image_files = [load_data.image_path(galaxy_id, subset) for galaxy_id in galaxy_ids]
+    target = paths.cache_path(subset)
+    write_cache(target, galaxy_ids, image_files, workers, desc=f"cache {subset}")
+    records.write_record(target, "copy_data_to_shm.py --cache", by_content=False, ids=records.ids_stamp(galaxy_ids),
+                           images=records.folder_stamp(paths.raw_images_dir(subset)))
     load_data.forget_cached()
     return len(galaxy_ids), target
 
@@ -98,12 +102,12 @@ def write_cache(target, galaxy_ids, paths, workers=1, desc="decode"):
     """Decode the JPEGs `paths` (of `galaxy_ids`, for error messages) into an (N, 424, 424, 3) uint8 .npy
     at `target`, row i from paths[i], using `workers` processes. Atomic: on any error no file is left."""
     shape = (len(paths),) + IMAGE_SHAPE
-    load_data.check_free_space(target.parent, int(np.prod(shape)), f"the decoded cache {target.name}",
+    files.check_free_space(target.parent, int(np.prod(shape)), f"the decoded cache {target.name}",
                                advice="set GALAXY_RAM_DIR to a larger RAM disk")
     target.parent.mkdir(parents=True, exist_ok=True)
     tasks = [(i, int(g), str(p)) for i, (g, p) in enumerate(zip(galaxy_ids, paths))]
     batches = [tasks[start:start + BATCH_SIZE] for start in range(0, len(tasks), BATCH_SIZE)]
-    with load_data.atomic_path(target) as tmp:
+    with files.atomic_path(target) as tmp:
         np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape).flush()
         with tqdm(total=len(tasks), desc=desc, unit="img", disable=None) as bar:
             for done in _decode_batches(tmp, batches, workers):
@@ -142,12 +146,11 @@ def _decode_batch(batch):
 
 def argument_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--subsets", nargs="+", choices=load_data.SUBSETS, default=list(load_data.SUBSETS),
+    parser.add_argument("--subsets", nargs="+", choices=paths.SUBSETS, default=list(paths.SUBSETS),
                         help="which image folders to copy (default: both)")
     parser.add_argument("--cache", action="store_true",
                         help="also decode each subset into a uint8 .npy cache (424*424*3 bytes per image)")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
-                        help="processes decoding JPEGs for the cache (default: one per CPU core)")
+    runner.add_options(parser, "workers")
     parser.add_argument("--remove", action="store_true",
                         help="delete this root's RAM copy (images and caches) instead, giving its RAM back")
     return parser
@@ -155,7 +158,7 @@ def argument_parser():
 
 def bytes_to_write(subset, cache):
     """(bytes of the subset's JPEGs not yet in the RAM copy, bytes of its decoded cache or 0)."""
-    source, target = source_folder(subset), load_data.ram_images_dir(subset)
+    source, target = source_folder(subset), paths.ram_images_dir(subset)
     jpegs = 0
     for source_file in source.glob("*.jpg"):
         if not is_copied(source_file, target / source_file.name):
@@ -169,13 +172,13 @@ def check_space_for_everything(subsets, cache):
     so its full size is needed even when a cache exists.)"""
     needs = {subset: bytes_to_write(subset, cache) for subset in subsets}
     total = sum(jpegs + cached for jpegs, cached in needs.values())
-    folder = load_data.ram_dir() if load_data.ram_dir().exists() else load_data.ram_dir().parent
+    folder = paths.ram_dir() if paths.ram_dir().exists() else paths.ram_dir().parent
     free = shutil.disk_usage(folder).free
     if total > free:
-        size = load_data.size_text
+        size = files.size_text
         parts = "; ".join(f"{subset}: JPEGs {size(jpegs)}" + (f", cache {size(cached)}" if cache else "")
                           for subset, (jpegs, cached) in needs.items())
-        raise load_data.DataError(f"{folder}: this needs {size(total)} ({parts}) but only {size(free)} "
+        raise errors.DataError(f"{folder}: this needs {size(total)} ({parts}) but only {size(free)} "
                                   f"is free; nothing was written. Copy without --cache, cache one subset at a time "
                                   f"(--subsets ...), or set GALAXY_RAM_DIR to a larger RAM disk")
 
@@ -185,10 +188,10 @@ def copy_and_cache(subsets, cache, workers):
     check_ram_folder()
     for subset in subsets:  # before the lock, which makes the RAM folder
         source_folder(subset)
-    load_data.check_writable(load_data.ram_dir(), advice="or set GALAXY_RAM_DIR to another folder")
-    targets = [path for subset in subsets for path in (load_data.ram_images_dir(subset) / "*.jpg",
-                                                       load_data.cache_path(subset))]
-    lock = load_data.take_lock(load_data.ram_dir() / "copy.lock", targets, "another copy_data_to_shm.py is writing here")
+    files.check_writable(paths.ram_dir(), advice="or set GALAXY_RAM_DIR to another folder")
+    targets = [path for subset in subsets for path in (paths.ram_images_dir(subset) / "*.jpg",
+                                                       paths.cache_path(subset))]
+    lock = files.take_lock(paths.ram_dir() / "copy.lock", targets, "another copy_data_to_shm.py is writing here")
     try:
         check_space_for_everything(subsets, cache)
         for subset in subsets:
@@ -198,18 +201,18 @@ def copy_and_cache(subsets, cache, workers):
 
 
 def remove_copy():
-    """Delete the RAM copy of this root's images (load_data.ram_dir()) and say how much it held."""
-    folder = load_data.ram_dir()
+    """Delete the RAM copy of this root's images (paths.ram_dir()) and say how much it held."""
+    folder = paths.ram_dir()
     if not folder.is_dir():
         print(f"{folder}: no RAM copy to remove")
         return
-    lock = load_data.take_lock(folder / "copy.lock", [], "a copy_data_to_shm.py is writing here")
+    lock = files.take_lock(folder / "copy.lock", [], "a copy_data_to_shm.py is writing here")
     try:
         size = sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
         shutil.rmtree(folder)
     finally:
         lock.close()
-    print(f"removed {folder} ({load_data.size_text(size)})")
+    print(f"removed {folder} ({files.size_text(size)})")
 
 
 def copy_subset(subset, cache, workers):
@@ -217,11 +220,11 @@ def copy_subset(subset, cache, workers):
     start = time.time()
     copied, skipped = copy_images(subset)
     print(f"{subset}: copied {copied} images, {skipped} already there -> "
-          f"{load_data.ram_images_dir(subset)} ({load_data.hms(time.time() - start)})")
+          f"{paths.ram_images_dir(subset)} ({runner.hms(time.time() - start)})")
     if cache:
         start = time.time()
         count, path = build_cache(subset, workers)
-        print(f"{subset}: decoded {count} images -> {path} ({load_data.hms(time.time() - start)})")
+        print(f"{subset}: decoded {count} images -> {path} ({runner.hms(time.time() - start)})")
 
 
 def main(argv=None):
@@ -232,7 +235,7 @@ def main(argv=None):
         else:
             copy_and_cache(args.subsets, args.cache, args.workers)
 
-    return load_data.run_script(argument_parser(), work, argv, "the images copied so far are kept (the same command "
+    return runner.run_script(argument_parser(), work, argv, "the images copied so far are kept (the same command "
                                 "skips them); no cache is left half-written")
 
 

@@ -16,8 +16,13 @@ import sys
 import numpy as np
 import pandas as pd
 
-import decision_tree
+from galaxyzoo import decision_tree
 import load_data
+from galaxyzoo import paths
+from galaxyzoo import records
+from galaxyzoo import files
+from galaxyzoo import runner
+from galaxyzoo import errors
 
 TREE_TOLERANCE = 1e-5  # the Kaggle labels are rounded; real rows agree with the tree to ~1e-7
 MAX_LISTED = 5  # problems named in one error message
@@ -27,7 +32,7 @@ def _fail(path, problems, what):
     """Raise DataError for a list of problem descriptions, naming the first few and the count."""
     listed = "; ".join(problems[:MAX_LISTED])
     more = f" (and {len(problems) - MAX_LISTED} more)" if len(problems) > MAX_LISTED else ""
-    raise load_data.DataError(f"{path}: {len(problems)} {what}: {listed}{more}")
+    raise errors.DataError(f"{path}: {len(problems)} {what}: {listed}{more}")
 
 
 def check_header(path, header):
@@ -51,7 +56,7 @@ def check_header(path, header):
         position = next(i for i, (a, b) in enumerate(zip(header, expected)) if a != b)
         problem = (f"columns out of order: column {position + 1} is '{header[position]}', "
                    f"expected '{expected[position]}'")
-    raise load_data.DataError(f"{path}: bad header: {problem}; the header must be exactly "
+    raise errors.DataError(f"{path}: bad header: {problem}; the header must be exactly "
                               f"GalaxyID,{decision_tree.COLUMNS[0]},...,{decision_tree.COLUMNS[-1]}")
 
 
@@ -59,7 +64,7 @@ def read_table(path):
     """The CSV as (galaxy_ids int64 (N,), labels float64 (N, 37), line numbers (N,)) after checking the header
     and that every field is a number."""
     if not path.exists():
-        raise load_data.DataError(f"{path}: labels file missing")
+        raise errors.DataError(f"{path}: labels file missing")
     try:
         with open(path, encoding="utf-8-sig", newline="") as f:
             check_header(path, next(csv.reader(f), []))
@@ -68,16 +73,16 @@ def read_table(path):
         table = pd.read_csv(path, header=None, dtype=str, keep_default_na=False, encoding="utf-8-sig",
                             skip_blank_lines=False)
     except pd.errors.ParserError as exc:
-        raise load_data.DataError(_field_count_problem(path, str(exc)) or f"{path}: cannot parse as CSV: {exc}") from None
+        raise errors.DataError(_field_count_problem(path, str(exc)) or f"{path}: cannot parse as CSV: {exc}") from None
     except (pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise load_data.DataError(f"{path}: cannot parse as CSV: {exc}") from None
+        raise errors.DataError(f"{path}: cannot parse as CSV: {exc}") from None
     table = table.iloc[1:].set_axis(list(decision_tree.CSV_HEADER), axis=1).reset_index(drop=True)
     # Blank lines are read as empty rows so that the line numbers in messages are the file's; then dropped.
     line_numbers = np.arange(len(table)) + 2  # 1-based, after the header line
     filled = ~(table == "").all(axis=1).to_numpy()
     table, line_numbers = table[filled].reset_index(drop=True), line_numbers[filled]
     if table.empty:
-        raise load_data.DataError(f"{path}: no label rows")
+        raise errors.DataError(f"{path}: no label rows")
     values = np.stack([_numeric_column(path, table[name], table["GalaxyID"], line_numbers)
                        for name in table.columns], axis=1)
     return _galaxy_ids(path, values[:, 0], line_numbers), values[:, 1:], line_numbers
@@ -131,12 +136,12 @@ def check_range(path, galaxy_ids, labels, line_numbers):
 
 def check_matches_images(path, galaxy_ids, train_ids, line_numbers):
     """DataError when a labelled GalaxyID has no training image or a training image has no label row."""
-    images = load_data.raw_images_dir("train")
+    images = paths.raw_images_dir("train")
     no_image = np.flatnonzero(~np.isin(galaxy_ids, train_ids))
     if len(no_image):
         problems = [f"line {line_numbers[i]} GalaxyID {galaxy_ids[i]} (no {images / f'{galaxy_ids[i]}.jpg'})"
                     for i in no_image]
-        _fail(path, problems, f"labelled GalaxyID(s) without a training image in {load_data.ids_path('train')}")
+        _fail(path, problems, f"labelled GalaxyID(s) without a training image in {paths.ids_path('train')}")
     no_label = train_ids[~np.isin(train_ids, galaxy_ids)]
     if len(no_label):
         problems = [f"GalaxyID {g} ({images / f'{g}.jpg'})" for g in no_label]
@@ -160,8 +165,8 @@ def check_tree(path, galaxy_ids, labels, line_numbers):
 
 def convert():
     """Check the CSV and write the labels (float32 (N, 37)) in train-ID order; says what it wrote."""
-    path = load_data.solutions_csv_path()
-    load_data.check_writable(load_data.data_dir())
+    path = paths.solutions_csv_path()
+    files.check_writable(paths.data_dir())
     load_data.forget_cached()  # data/train_ids.npy may have been rewritten since it was read
     train_ids = load_data.load_ids("train")
     galaxy_ids, labels, line_numbers = read_table(path)
@@ -170,16 +175,16 @@ def convert():
     check_tree(path, galaxy_ids, labels, line_numbers)
     row_of_id = dict(zip(galaxy_ids.tolist(), range(len(galaxy_ids))))
     ordered = labels[[row_of_id[g] for g in train_ids.tolist()]].astype(np.float32)
-    target = load_data.solutions_train_path()
-    load_data.save_npy(target, ordered, "create_solutions_train.py", train_ids=load_data.ids_stamp(train_ids),
-                       labels_csv=load_data.file_stamp(path))
+    target = paths.solutions_train_path()
+    records.save_npy(target, ordered, "create_solutions_train.py", train_ids=records.ids_stamp(train_ids),
+                       labels_csv=records.file_stamp(path))
     print(f"{len(ordered)} label rows checked ({decision_tree.NUM_OUTPUTS} columns, values in [0, 1], "
           f"decision-tree sums within {TREE_TOLERANCE}) -> {target}")
 
 
 def main(argv=None):
     """Command-line entry point; returns the exit status."""
-    return load_data.run_root_only_script(__doc__, convert, argv)
+    return runner.run_root_only_script(__doc__, convert, argv)
 
 
 if __name__ == "__main__":

@@ -25,12 +25,12 @@ from pathlib import Path
 import torch
 
 import blend_predictions
-import checkpoints
+from galaxyzoo import checkpoints
 import convert_npy_to_csv
-import load_data
 import predict_augmented_npy
 import score_predictions
-import source_params
+from galaxyzoo import source_params
+from galaxyzoo import paths
 
 HERE = Path(__file__).resolve().parent
 MODEL = "try_convnet_cc_multirotflip_3x69r45_maxout2048_extradense"
@@ -93,28 +93,28 @@ def run_step(number, title, writes, command, env):
 def shown(path):
     """`path` relative to the project root when it lies under it."""
     path = Path(path)
-    return path.relative_to(load_data.root()) if path.is_relative_to(load_data.root()) else path
+    return path.relative_to(paths.root()) if path.is_relative_to(paths.root()) else path
 
 
 def main():
     args = parse_args()
     root = Path(args.root).resolve()
     env = dict(os.environ, GALAXY_ROOT=str(root))
-    load_data.set_root(root)  # where this process looks for the files the steps write
+    paths.set_root(root)  # where this process looks for the files the steps write
     started = time.time()
     with_root = ["--root", str(root)]
 
-    if load_data.solutions_csv_path().exists():
-        print(f"Reusing the synthetic dataset in {load_data.raw_dir()}")
+    if paths.solutions_csv_path().exists():
+        print(f"Reusing the synthetic dataset in {paths.raw_dir()}")
     else:
         run_step(0, "render the synthetic dataset",
-                 [load_data.raw_dir(), load_data.solutions_csv_path(), load_data.synthetic_test_solutions_path()],
+                 [paths.raw_dir(), paths.solutions_csv_path(), paths.synthetic_test_solutions_path()],
                  ["make_synthetic_data.py", *with_root, "--num-train", str(args.num_train),
                   "--num-test", str(args.num_test), "--seed", str(args.seed)], env)
 
-    run_step(1, "ID lists", [load_data.ids_path(subset) for subset in load_data.SUBSETS],
+    run_step(1, "ID lists", [paths.ids_path(subset) for subset in paths.SUBSETS],
              ["create_train_ids.py", *with_root], env)
-    run_step(2, "training labels", [load_data.solutions_train_path()], ["create_solutions_train.py", *with_root], env)
+    run_step(2, "training labels", [paths.solutions_train_path()], ["create_solutions_train.py", *with_root], env)
     extraction_files = source_params.all_paths()
     if not any(uses_source_extraction(model) for model in args.models):
         print("\n=== Step 3 (optional) skipped: none of the models centres or rescales its input")
@@ -123,7 +123,7 @@ def main():
     else:
         run_step(3, "galaxy centre and size parameters (optional step)", extraction_files,
                  ["extract_pysex_params.py", *with_root], env)
-    run_step(4, "copy the images to RAM and build the decoded cache", [load_data.ram_dir()],
+    run_step(4, "copy the images to RAM and build the decoded cache", [paths.ram_dir()],
              ["copy_data_to_shm.py", *with_root, "--cache"], env)
     # However the demo ends from here on, its RAM copy (1.7 GB of /dev/shm) is given back.
     atexit.register(subprocess.run, [sys.executable, "copy_data_to_shm.py", *with_root, "--remove"], cwd=HERE, env=env)
@@ -138,7 +138,7 @@ def main():
                  env)
     for letter, model in zip(letters, args.models):
         run_step(f"6{letter}", f"test-time-averaged predictions of {model}",
-                 [load_data.augmented_predictions_path(model, split) for split in ("valid", "test")],
+                 [paths.augmented_predictions_path(model, split) for split in ("valid", "test")],
                  ["predict_augmented_npy.py", model, *with_root, "--num-transforms", str(args.num_transforms)], env)
     blends = [blend_predictions.blended_dir() / name for name in blend_predictions.BLEND_FILES.values()]
     run_step(7, "blend the models", blends, ["blend_predictions.py", *with_root, "--models", ",".join(args.models)],

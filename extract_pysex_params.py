@@ -60,16 +60,20 @@ from scipy import ndimage
 from tqdm import tqdm
 
 import load_data
-import parallel
-import sextractor
-import source_params
-from source_params import PARAM_SETS, target_path
+from galaxyzoo import parallel
+from galaxyzoo import sextractor
+from galaxyzoo import source_params
+from galaxyzoo.source_params import PARAM_SETS, target_path
+from galaxyzoo import paths
+from galaxyzoo import records
+from galaxyzoo import files
+from galaxyzoo import runner
+from galaxyzoo import errors
 
 IMAGE_CENTRE = (load_data.IMAGE_SIZE - 1) / 2.0  # 211.5: the salience prior's centre and the no-source default
 CENTRALITY_SCALE = 5000.0  # the salience prior is exp(-d^2 / CENTRALITY_SCALE)
 GREEN = 1  # the channel measured, as in the original
 PIXEL_ORIGIN = 1.0  # SExtractor's coordinate of the first pixel's centre (sep's is 0)
-DEFAULT_WORKERS = 8  # the original's process count, capped by the machine's cores
 PARTIAL_SAVE_SECONDS = 60  # how often an unfinished run keeps what it has measured
 
 # SExtractor's defaults (`sex -d`), which the original left unchanged apart from DETECT_THRESH.
@@ -323,16 +327,17 @@ def missing_row(param_set):
 
 
 def measure_image(task):
-    """Worker: (galaxy_id, subset, backend name) -> list over PARAM_SETS of (row, failure), failure being
-    None, 'no source' or the measurement error's message. Raises load_data.DataError for an unreadable image."""
-    galaxy_id, subset, backend = task
-    measure_set = BACKENDS[backend](load_data.load_image(galaxy_id, subset)[..., GREEN].astype(np.float64))
+    """Worker: (galaxy_id, subset, backend name, paths.Layout to read from) -> list over PARAM_SETS of (row, failure),
+    failure being None, 'no source' or the measurement error's message. Raises errors.DataError for an unreadable
+    image."""
+    galaxy_id, subset, backend, layout = task
+    measure_set = BACKENDS[backend](load_data.load_image(galaxy_id, subset, layout)[..., GREEN].astype(np.float64))
     results = []
     for param_set in PARAM_SETS:
         try:
             results.append((measure_set(param_set), None))
         except sextractor.ProgramFailed as exc:
-            raise load_data.DataError(f"GalaxyID {galaxy_id}: {exc}") from None
+            raise errors.DataError(f"GalaxyID {galaxy_id}: {exc}") from None
         except NoSourceFound:
             results.append((missing_row(param_set), "no source"))
         except Exception as exc:
@@ -346,30 +351,29 @@ def measure_image(task):
 # Driver
 
 
-def init_worker(root):
-    """Pool initialiser: the workers read from the same root as the parent and leave Ctrl-C to it."""
+def init_worker():
+    """Pool initialiser: the workers leave Ctrl-C to the parent."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    load_data.set_root(root)
 
 
 def partial_path(subset):
     """data/pysex_params_<subset>.partial.npz: the images of an unfinished run measured so far."""
-    return load_data.data_dir() / f"pysex_params_{subset}.partial.npz"
+    return paths.data_dir() / f"pysex_params_{subset}.partial.npz"
 
 
 def save_partial(subset, backend, galaxy_ids, results):
     """Keep the results of the first len(results) of galaxy_ids, for a rerun to continue from."""
     done = np.asarray(galaxy_ids[:len(results)], dtype=np.int64)
-    with load_data.atomic_path(partial_path(subset)) as tmp, open(tmp, "wb") as file:
+    with files.atomic_path(partial_path(subset)) as tmp, open(tmp, "wb") as file:
         np.savez(file, galaxy_ids=done, backend=backend, results=json.dumps(results), images=images_stamp(subset, done))
 
 
 def images_stamp(subset, galaxy_ids):
     """A digest of the size and modification time of the image file of each of galaxy_ids: the images measured, as a
     partial file records them (when one has changed since, the run starts over)."""
-    folder = load_data.raw_images_dir(subset)
+    folder = paths.raw_images_dir(subset)
     stats = (os.stat(folder / f"{galaxy_id}.jpg") for galaxy_id in galaxy_ids)
-    return load_data.ids_stamp([value for stat in stats for value in (stat.st_size, stat.st_mtime_ns)])["digest"]
+    return records.ids_stamp([value for stat in stats for value in (stat.st_size, stat.st_mtime_ns)])["digest"]
 
 
 def load_partial(subset, backend, galaxy_ids):
@@ -401,12 +405,13 @@ def extract_subset(subset, workers, limit=None, backend="sep"):
     if limit is not None:
         ids = ids[:limit]
     results = load_partial(subset, backend, ids)
-    tasks = [(int(galaxy_id), subset, backend) for galaxy_id in ids[len(results):]]
+    layout = paths.current()
+    tasks = [(int(galaxy_id), subset, backend, layout) for galaxy_id in ids[len(results):]]
     start = time.time()
     progress = dict(total=len(ids), initial=len(results), desc=f"{backend} {subset}", unit="img")
     last_save = time.time()
     try:
-        with parallel.process_pool(max(workers, 1), initializer=init_worker, initargs=(load_data.root(),)) as pool:
+        with parallel.process_pool(max(workers, 1), initializer=init_worker) as pool:
             chunksize = max(1, min(20, len(tasks) // (4 * max(workers, 1))))
             for result in tqdm(pool.map(measure_image, tasks, chunksize=chunksize), **progress):
                 results.append(result)
@@ -456,9 +461,8 @@ def summary_lines(param_set, array, failures):
 
 def argument_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--subsets", nargs="+", choices=load_data.SUBSETS, default=list(load_data.SUBSETS))
-    parser.add_argument("--workers", type=int, default=min(DEFAULT_WORKERS, os.cpu_count() or 1),
-                        help="worker processes (default: 8, capped by the number of cores)")
+    parser.add_argument("--subsets", nargs="+", choices=paths.SUBSETS, default=list(paths.SUBSETS))
+    runner.add_options(parser, "workers")
     parser.add_argument("--limit", type=int, default=None, help="measure only the first N images of each subset")
     parser.add_argument("--backend", choices=sorted(BACKENDS), default="sep",
                         help="sep (default): the sep library, installed with the project; sextractor: the "
@@ -473,14 +477,14 @@ def extract_and_save(subsets, workers, limit, backend):
     for subset in subsets:
         arrays, failures, seconds = extract_subset(subset, workers, limit, backend)
         count = len(next(iter(arrays.values())))
-        print(f"{subset}: {count} images in {load_data.hms(seconds)} "
+        print(f"{subset}: {count} images in {runner.hms(seconds)} "
               f"({1000 * seconds / max(count, 1):.1f} ms per image, {workers} workers)")
         print("  centre shift: distance of (x, y) from (211.5, 211.5), the shift the centring applies\n"
               "  0-based offset: distance of the galaxy from the image centre\n"
               "  a, b, flux_radius, fwhm in px; petro_radius, kron_radius in units of the ellipse")
         for param_set in PARAM_SETS:
             path = target_path(param_set, subset)
-            load_data.save_gz(path, arrays[param_set.name], f"extract_pysex_params.py --backend {backend}",
+            records.save_gz(path, arrays[param_set.name], f"extract_pysex_params.py --backend {backend}",
                               **source_params.record_inputs(subset, load_data.load_ids(subset)[:count]))
             print("\n".join(summary_lines(param_set, arrays[param_set.name], failures[param_set.name])))
             print(f"  saved {path}")
@@ -488,14 +492,10 @@ def extract_and_save(subsets, workers, limit, backend):
 
 
 def main(argv=None):
-    try:
-        return load_data.run_script(
-            argument_parser(), lambda args: extract_and_save(args.subsets, args.workers, args.limit, args.backend),
-            argv)
-    except KeyboardInterrupt:
-        print("\nstopped; the images measured so far are kept in data/pysex_params_<subset>.partial.npz, and the "
-              "same command continues from there", file=sys.stderr)
-        return 130
+    return runner.run_script(
+        argument_parser(), lambda args: extract_and_save(args.subsets, args.workers, args.limit, args.backend), argv,
+        "the images measured so far are kept in data/pysex_params_<subset>.partial.npz, and the same command "
+        "continues from there")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import decision_tree
+from galaxyzoo import decision_tree
 
 NUM_CORNERS = 4
 

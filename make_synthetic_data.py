@@ -13,7 +13,6 @@ depend only on (seed, GalaxyID), so the same seed gives the same bytes. The CSVs
 early leaves no CSV. Refuses to write into image folders that already hold images, unless --overwrite.
 """
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -21,10 +20,13 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-import decision_tree
-import load_data
-import parallel
-import synthetic_galaxies
+from galaxyzoo import decision_tree
+from galaxyzoo import parallel
+from galaxyzoo import synthetic_galaxies
+from galaxyzoo import paths
+from galaxyzoo import files
+from galaxyzoo import runner
+from galaxyzoo import errors
 
 FIRST_ID, LAST_ID = 100000, 999999  # 6-digit GalaxyIDs, like the real ones
 DECIMALS = 6
@@ -35,7 +37,7 @@ def draw_galaxy_ids(seed, num_train, num_test):
     each ascending, the two disjoint."""
     total = num_train + num_test
     if total > LAST_ID - FIRST_ID + 1:
-        raise load_data.DataError(f"cannot draw {total} distinct 6-digit GalaxyIDs")
+        raise errors.DataError(f"cannot draw {total} distinct 6-digit GalaxyIDs")
     ids = FIRST_ID + np.random.default_rng([seed]).choice(LAST_ID - FIRST_ID + 1, total, replace=False)
     return np.sort(ids[:num_train]).astype(np.int64), np.sort(ids[num_train:]).astype(np.int64)
 
@@ -66,7 +68,7 @@ def rounded_labels(labels, galaxy_ids):
     bad = decision_tree.tree_violations(rounded, 1e-5)
     if bad:
         row, question, actual, expected = bad[0]
-        raise load_data.DataError(f"GalaxyID {galaxy_ids[row]}: question {question} sums to {actual}, "
+        raise errors.DataError(f"GalaxyID {galaxy_ids[row]}: question {question} sums to {actual}, "
                                   f"expected {expected} after rounding")
     return rounded
 
@@ -77,24 +79,24 @@ def write_solutions_csv(path, galaxy_ids, labels):
     rounded = rounded_labels(labels, galaxy_ids)
     lines = [",".join(decision_tree.CSV_HEADER)]
     lines += [f"{g}," + ",".join(f"{v:.{DECIMALS}f}" for v in row) for g, row in zip(galaxy_ids, rounded)]
-    with load_data.atomic_path(path) as tmp:
+    with files.atomic_path(path) as tmp:
         tmp.write_text("\n".join(lines) + "\n")
 
 
 def prepare_folders(overwrite):
     """Create the raw image folders; refuse (DataError) when they already hold images, unless `overwrite`,
     which removes the old images and CSVs first so that a stopped run is still detectable."""
-    folders = [load_data.raw_images_dir(subset) for subset in load_data.SUBSETS]
-    load_data.check_writable(*folders, load_data.raw_dir())
+    folders = [paths.raw_images_dir(subset) for subset in paths.SUBSETS]
+    files.check_writable(*folders, paths.raw_dir())
     for folder in folders:
         old = sorted(folder.glob("*.jpg")) if folder.is_dir() else []
         if old and not overwrite:
-            raise load_data.DataError(f"{folder}: already holds {len(old)} images; "
+            raise errors.DataError(f"{folder}: already holds {len(old)} images; "
                                       f"use --overwrite to replace them, or another --root")
         for path in old:
             path.unlink()
         folder.mkdir(parents=True, exist_ok=True)
-    for csv_path in (load_data.solutions_csv_path(), load_data.synthetic_test_solutions_path()):
+    for csv_path in (paths.solutions_csv_path(), paths.synthetic_test_solutions_path()):
         if overwrite and csv_path.exists():
             csv_path.unlink()
 
@@ -103,19 +105,19 @@ def read_galaxy_ids(folder):
     """The GalaxyIDs of folder/train_ids.npy and folder/test_ids.npy (e.g. the competition's own lists): (train, test),
     int64, each ascending; DataError unless they are distinct non-negative integers, the two lists disjoint."""
     lists = []
-    for subset in load_data.SUBSETS:
+    for subset in paths.SUBSETS:
         path = Path(folder) / f"{subset}_ids.npy"
         try:
             ids = np.load(path)
         except (OSError, ValueError) as exc:
-            raise load_data.DataError(f"{path}: cannot read as an .npy array of GalaxyIDs: {exc}") from None
+            raise errors.DataError(f"{path}: cannot read as an .npy array of GalaxyIDs: {exc}") from None
         if ids.ndim != 1 or not np.issubdtype(ids.dtype, np.integer) or len(ids) == 0 or (ids < 0).any() \
                 or len(np.unique(ids)) != len(ids):
-            raise load_data.DataError(f"{path}: not a list of distinct non-negative integer GalaxyIDs")
+            raise errors.DataError(f"{path}: not a list of distinct non-negative integer GalaxyIDs")
         lists.append(np.sort(ids).astype(np.int64))
     shared = np.intersect1d(*lists)
     if len(shared):
-        raise load_data.DataError(f"{folder}: GalaxyID {shared[0]} is in both train_ids.npy and test_ids.npy")
+        raise errors.DataError(f"{folder}: GalaxyID {shared[0]} is in both train_ids.npy and test_ids.npy")
     return tuple(lists)
 
 
@@ -123,17 +125,17 @@ def make_dataset(num_train, num_test, seed, workers, overwrite=False, ids=None):
     """Render both subsets and write their CSVs under the current root: num_train and num_test galaxies of IDs drawn
     from `seed`, or those of ids (train, test) when given. Returns the images per second."""
     if ids is None and (num_train < 1 or num_test < 1):
-        raise load_data.DataError("--num-train and --num-test must be at least 1")
+        raise errors.DataError("--num-train and --num-test must be at least 1")
     prepare_folders(overwrite)
-    subsets = dict(zip(load_data.SUBSETS, ids if ids is not None else draw_galaxy_ids(seed, num_train, num_test)))
+    subsets = dict(zip(paths.SUBSETS, ids if ids is not None else draw_galaxy_ids(seed, num_train, num_test)))
     num_train = len(subsets["train"])
-    tasks = [(seed, g, load_data.raw_images_dir(subset) / f"{g}.jpg")
+    tasks = [(seed, g, paths.raw_images_dir(subset) / f"{g}.jpg")
              for subset, ids in subsets.items() for g in ids]
     start = time.time()
     labels = render_all(tasks, workers)
     rate = len(tasks) / (time.time() - start)
-    write_solutions_csv(load_data.solutions_csv_path(), subsets["train"], labels[:num_train])
-    write_solutions_csv(load_data.synthetic_test_solutions_path(), subsets["test"], labels[num_train:])
+    write_solutions_csv(paths.solutions_csv_path(), subsets["train"], labels[:num_train])
+    write_solutions_csv(paths.synthetic_test_solutions_path(), subsets["test"], labels[num_train:])
     return rate
 
 
@@ -141,9 +143,7 @@ def argument_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--num-train", type=int, default=2700, help="training images (default 2700)")
     parser.add_argument("--num-test", type=int, default=300, help="test images (default 300)")
-    parser.add_argument("--seed", type=int, default=0, help="dataset seed (default 0)")
-    parser.add_argument("--workers", type=int, default=os.cpu_count(),
-                        help="rendering processes (default: the number of CPU cores)")
+    runner.add_options(parser, "seed", "workers")
     parser.add_argument("--overwrite", action="store_true", help="replace images already in the raw folders")
     parser.add_argument("--ids-from", default=None, metavar="DIR",
                         help="render the GalaxyIDs of DIR/train_ids.npy and DIR/test_ids.npy (e.g. the competition's "
@@ -157,12 +157,12 @@ def main(argv=None):
 
     def work(args):
         ids = None if args.ids_from is None else read_galaxy_ids(args.ids_from)
-        rate = make_dataset(args.num_train, args.num_test, args.seed, max(1, args.workers), args.overwrite, ids)
+        rate = make_dataset(args.num_train, args.num_test, args.seed or 0, max(1, args.workers), args.overwrite, ids)
         num_train, num_test = (args.num_train, args.num_test) if ids is None else map(len, ids)
-        print(f"{num_train} training + {num_test} test images in {load_data.raw_dir()} "
+        print(f"{num_train} training + {num_test} test images in {paths.raw_dir()} "
               f"({rate:.1f} images/s with {max(1, args.workers)} workers)")
 
-    return load_data.run_script(argument_parser(), work, argv, "the images written are complete; run the same command "
+    return runner.run_script(argument_parser(), work, argv, "the images written are complete; run the same command "
                                 "with --overwrite to start again", makes_root=True)
 
 

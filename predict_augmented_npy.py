@@ -34,14 +34,19 @@ import time
 import numpy as np
 from tqdm import tqdm
 
-import backbones
-import checkpoints
-import decision_tree
-import distributed
+from galaxyzoo import backbones
+from galaxyzoo import checkpoints
+from galaxyzoo import decision_tree
+from galaxyzoo import distributed
 import load_data
-import precision
-import realtime_augmentation as ra
-import submission
+from galaxyzoo import precision
+from galaxyzoo import realtime_augmentation as ra
+from galaxyzoo import submission
+from galaxyzoo import paths
+from galaxyzoo import records
+from galaxyzoo import files
+from galaxyzoo import runner
+from galaxyzoo import errors
 
 NUM_ROTATIONS, NUM_FLIPS, NUM_ZOOMS = ra.TTA_NUM_ROTATIONS, len(ra.TTA_FLIPS), len(ra.TTA_ZOOMS)
 NUM_TRANSFORMS = NUM_ROTATIONS * NUM_FLIPS * NUM_ZOOMS
@@ -110,7 +115,7 @@ def load_partial(partial, key):
 
 
 def save_partial(partial, key, averaged, first_only, done):
-    with load_data.atomic_path(partial) as tmp, open(tmp, "wb") as file:
+    with files.atomic_path(partial) as tmp, open(tmp, "wb") as file:
         np.savez(file, key=key, averaged=averaged[:done], first_only=first_only[:done])
 
 
@@ -163,7 +168,7 @@ def partial_key(model, galaxy_ids, transforms, prepro, config, ranks):
 
 def partial_path(model_name, split, ranks):
     """Where a split's unfinished predictions are kept (one file per rank)."""
-    path = load_data.augmented_predictions_path(model_name, split)
+    path = paths.augmented_predictions_path(model_name, split)
     return path.with_name(f"{model_name}.partial{ranks.rank}.npz")
 
 
@@ -185,15 +190,14 @@ def run(args, ranks=distributed.Ranks()):
     this one lives) after the stale temporaries of its files are removed."""
     if not ranks.is_main:
         return predict_all(args, ranks)
-    splits = ("valid", "test")
-    outputs = [load_data.augmented_predictions_path(args.model, split) for split in splits]
-    load_data.check_writable(*(path.parent for path in outputs))
+    outputs = [paths.augmented_predictions_path(args.model, split) for split in load_data.SPLITS]
+    files.check_writable(*(path.parent for path in outputs))
     checkpoints.require_checkpoint(args.model, args.script)  # the inputs, before the lock makes its folder
-    num_images = len(load_data.labelled_split().valid_ids) + len(load_data.load_ids("test"))
-    load_data.check_free_space(outputs[0].parent.parent, num_images * BYTES_PER_IMAGE,
+    num_images = sum(len(load_data.split_ids(split)) for split in load_data.SPLITS)
+    files.check_free_space(outputs[0].parent.parent, num_images * BYTES_PER_IMAGE,
                                f"the predictions of {num_images} images")
-    with load_data.take_lock(load_data.predictions_dir() / "augmented" / f"{args.model}.lock",
-                             outputs + [partial_path(args.model, split, ranks) for split in splits],
+    with files.take_lock(paths.predictions_dir() / "augmented" / f"{args.model}.lock",
+                             outputs + [partial_path(args.model, split, ranks) for split in load_data.SPLITS],
                              f"another prediction run of {args.model} is writing the same files"):
         predict_all(args, ranks)
 
@@ -206,26 +210,25 @@ def predict_all(args, ranks):
     if tf32_note and ranks.is_main:
         print(tf32_note)
     model, config = checkpoints.load_trained(args.model, device=device, script=args.script)
-    made_from = dict(checkpoint=load_data.file_input(checkpoints.checkpoint_path(args.model)),
+    made_from = dict(checkpoint=records.file_input(checkpoints.checkpoint_path(args.model)),
                      transforms={"set": args.transform_set, "count": args.num_transforms})
     transforms = selected_transforms(args.num_transforms, args.transform_set)
     if ranks.is_main:
         print(f"{args.model} on {device}{f' x {ranks.world_size} ranks' if ranks.active else ''}: "
               f"averaging over {len(transforms)} transforms")
 
-    labelled = load_data.labelled_split()
-    splits = (("valid", labelled.valid_ids, "train"), ("test", load_data.load_ids("test"), "test"))
+    splits = [(split, load_data.split_ids(split), load_data.SPLIT_SUBSET[split]) for split in load_data.SPLITS]
     checked = load_data.check_images_read([(subset, ids) for _, ids, subset in splits])
     if ranks.is_main:
         print(checked)
     results = {}
     for split, ids, subset in splits:
-        path, inputs = load_data.augmented_predictions_path(args.model, split), dict(ids=load_data.ids_stamp(ids),
+        path, inputs = paths.augmented_predictions_path(args.model, split), dict(ids=records.ids_stamp(ids),
                                                                                     **made_from)
         if is_written(path, inputs):
             if ranks.is_main:
                 print(f"{path}: kept, made by an earlier run from the same checkpoint, images and transforms")
-            results[split] = (load_data.load_gz(path).astype(np.float64), None)
+            results[split] = (records.load_gz(path).astype(np.float64), None)
             continue
         prepro = ra.prepro_matrices(config["PREPROCESSING"], ids, subset)
         partial = partial_path(args.model, split, ranks)
@@ -253,9 +256,9 @@ def write_predictions(path, averaged, inputs, partial):
     """save_gz of a split's averaged predictions (N, 37) with its record; DataError when the write fails, saying that
     the predictions stay in `partial` (predict_augmented kept them there) for the rerun to write."""
     try:
-        load_data.save_gz(path, averaged.astype(np.float32), "predict_augmented_npy.py", **inputs)
+        records.save_gz(path, averaged.astype(np.float32), "predict_augmented_npy.py", **inputs)
     except OSError as exc:
-        raise load_data.DataError(f"{path}: cannot write the predictions ({exc.strerror or exc}); the "
+        raise errors.DataError(f"{path}: cannot write the predictions ({exc.strerror or exc}); the "
                                   f"{len(averaged)} images predicted are kept in {partial.parent}/*.partial*.npz: "
                                   f"free some space and run the same command again to write them") from None
     print(f"wrote {path}")
@@ -267,8 +270,8 @@ def is_written(path, inputs):
     if not path.exists():
         return False
     try:
-        return load_data.read_record(path, "").get("inputs") == inputs
-    except load_data.DataError:
+        return records.read_record(path, "").get("inputs") == inputs
+    except errors.DataError:
         return False
 
 
@@ -282,33 +285,27 @@ def main(argv=None):
                         help="how many of the set's transforms to average over (an evenly spread subset; default all)")
     parser.add_argument("--script", default=None, help="the model's try_*.py file when it is not MODEL.py in the "
                         "project folder")
-    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, or auto (cuda when available)")
-    parser.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="views per forward pass")
-    parser.add_argument("--workers", type=int, default=None, help="background processes preparing the views")
+    runner.add_options(parser, "device", "batch_size", "workers")
     precision.add_precision_arguments(parser, amp=False)
-    load_data.add_root_argument(parser)
+    runner.add_options(parser, "root")
     args = parser.parse_args(argv)
-    if args.batch_size < 1:
-        parser.error(f"--batch-size must be at least 1, got {args.batch_size}")
+    runner.check_options(parser, args)
+    args.batch_size = args.batch_size or BATCH_SIZE
     size = TRANSFORM_SETS[args.transform_set]
     if args.num_transforms is not None and not 1 <= args.num_transforms <= size:
         parser.error(f"--num-transforms must be within 1..{size} for --transform-set {args.transform_set}, "
                      f"got {args.num_transforms}")
-    load_data.apply_root_argument(args)
-    args.model = load_data.model_name_argument(args.model)
+    runner.apply_root(args)
+    args.model = runner.model_name_argument(args.model)
     ranks = distributed.ranks_from_environment()
 
     def work():
-        load_data.check_root()
-        with load_data.orderly_stop():
-            run(args, ranks)
+        paths.check_root()
+        run(args, ranks)
 
-    try:
-        return distributed.run_rank(work, ranks, (load_data.DataError, ValueError))
-    except KeyboardInterrupt:
-        print("\nstopped; the images predicted so far are kept beside the output files (*.partial<rank>.npz), "
-              "and the same command continues from there", file=sys.stderr)
-        return load_data.INTERRUPTED
+    return runner.report_errors(lambda: distributed.run_rank(work, ranks),
+                                "the images predicted so far are kept beside the output files (*.partial<rank>.npz), "
+                                "and the same command continues from there", ranks.rank if ranks.active else None)
 
 
 if __name__ == "__main__":

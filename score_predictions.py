@@ -1,12 +1,12 @@
 """Score predictions against known labels: overall RMSE (the competition metric) and RMSE per question,
 next to two baselines: predicting all zeros, and predicting the mean label of the training split.
 
-    python score_predictions.py predictions/final/blended/blended_predictions_uniform.npy.gz --subset valid
+    python score_predictions.py predictions/final/blended/blended_predictions_uniform.npy.gz --split valid
     python score_predictions.py predictions/final/try_....csv.gz          # test set (synthetic labels only)
 
-FILE is a .npy.gz ((N, 37) in ID order of the subset, which its record must say) or a submission .csv.gz (its
-GalaxyIDs must be the labels' IDs). Labels: --subset valid uses the validation split of data/solutions_train.npy
-(the last 10% of the training IDs); --subset test uses data/raw/synthetic_test_solutions.csv, which only the
+FILE is a .npy.gz ((N, 37) in ID order of the split, which its record must say) or a submission .csv.gz (its
+GalaxyIDs must be the labels' IDs). Labels: --split valid uses the validation split of data/solutions_train.npy
+(the last 10% of the training IDs); --split test uses data/raw/synthetic_test_solutions.csv, which only the
 synthetic data generator writes (the real test labels were never published). Prints a table and draws a grouped
 bar chart (default: FILE with suffix _scores.png).
 """
@@ -16,43 +16,40 @@ from pathlib import Path
 
 import numpy as np
 
-import decision_tree
+from galaxyzoo import decision_tree
 import load_data
-import submission
+from galaxyzoo import submission
+from galaxyzoo import paths
+from galaxyzoo import files
+from galaxyzoo import runner
+from galaxyzoo import errors
 
 FILE_SUFFIXES = (".npy.gz", ".csv.gz")
 
 
-def subset_labels(subset):
-    """(ids (N,), labels (N, 37) float64) to score against, for subset 'valid' or 'test'."""
-    if subset == "valid":
-        split = load_data.labelled_split()
-        return split.valid_ids, split.valid_labels.astype(np.float64)
-    path = load_data.synthetic_test_solutions_path()
+def split_labels(split):
+    """(ids (N,), labels (N, 37) float64) to score against, for split 'valid' or 'test'."""
+    if split == "valid":
+        labelled = load_data.labelled_split()
+        return labelled.valid_ids, labelled.valid_labels.astype(np.float64)
+    path = paths.synthetic_test_solutions_path()
     if not path.exists():
-        raise load_data.DataError(f"{path}: missing. The real test labels are not public; only the synthetic "
-                                  "data generator writes this file. Score the validation split with --subset valid")
+        raise errors.DataError(f"{path}: missing. The real test labels are not public; only the synthetic "
+                                  "data generator writes this file. Score the validation split with --split valid")
     return submission.read_submission(path)
 
 
-def subset_ids(subset):
-    """The IDs a .npy.gz of `subset` lists its rows in: the validation IDs, or data/test_ids.npy."""
-    if subset == "valid":
-        return load_data.labelled_split().valid_ids
-    return load_data.load_ids("test")
-
-
-def load_predictions(path, subset, without_record=False):
+def load_predictions(path, split, without_record=False):
     """(ids (N,), predictions (N, 37) float64) of a .npy.gz (its record saying its rows are subset_ids) or a .csv.gz
     (which names its GalaxyIDs)."""
     path = Path(path)
     if path.name.endswith(".npy.gz"):
-        return submission.load_recorded(path, subset_ids(subset), f"{subset} IDs",
-                                        f"score it with the --subset it was made for, or run the step that made it "
+        return submission.load_recorded(path, load_data.split_ids(split), load_data.SPLIT_IDS_TEXT[split],
+                                        f"score it with the --split it was made for, or run the step that made it "
                                         f"again; a file without a record is scored with --without-record",
                                         without_record)
     if not path.name.endswith((".csv.gz", ".csv")):
-        raise load_data.DataError(f"{path}: expected a .npy.gz or .csv.gz file")
+        raise errors.DataError(f"{path}: expected a .npy.gz or .csv.gz file")
     return submission.read_submission(path)
 
 
@@ -62,7 +59,7 @@ def align(path, ids, predictions, label_ids):
     if len(missing) or len(extra) or len(ids) != len(label_ids):
         detail = (f"GalaxyID {int(missing[0])} has a label but no prediction" if len(missing) else
                   f"GalaxyID {int(extra[0])} has no label" if len(extra) else "some GalaxyIDs appear twice")
-        raise load_data.DataError(f"{path}: its {len(ids)} GalaxyIDs are not the {len(label_ids)} labelled ones: {detail}")
+        raise errors.DataError(f"{path}: its {len(ids)} GalaxyIDs are not the {len(label_ids)} labelled ones: {detail}")
     order = np.argsort(ids)
     return predictions[order[np.searchsorted(ids[order], label_ids)]]
 
@@ -118,22 +115,22 @@ def save_bar_chart(table, png_path, title):
     ax.grid(axis="y", alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    with load_data.atomic_path(png_path) as tmp:
+    with files.atomic_path(png_path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
 
 
-def score_file(path, subset, png_path=None, without_record=False):
+def score_file(path, split, png_path=None, without_record=False):
     """Print the score table of the predictions in path and draw its bar chart; returns the table."""
     png_path = Path(png_path) if png_path is not None else default_png_path(path)
-    load_data.check_writable(png_path.parent)
-    label_ids, labels = subset_labels(subset)
-    predictions = align(path, *load_predictions(path, subset, without_record), label_ids)
+    files.check_writable(png_path.parent)
+    label_ids, labels = split_labels(split)
+    predictions = align(path, *load_predictions(path, split, without_record), label_ids)
     training_mean = load_data.labelled_split().train_labels.astype(np.float64).mean(axis=0)
     table = score_table(Path(path).name, predictions, labels, training_mean)
-    print(f"{len(labels)} {subset} images")
+    print(f"{len(labels)} {split} images")
     print_table(table)
-    save_bar_chart(table, png_path, f"{Path(path).name} on the {subset} set ({len(labels)} images)")
+    save_bar_chart(table, png_path, f"{Path(path).name} on the {split} set ({len(labels)} images)")
     print(f"wrote {png_path}")
     return table
 
@@ -141,13 +138,13 @@ def score_file(path, subset, png_path=None, without_record=False):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("file", help="predictions: .npy.gz (rows in ID order) or submission .csv.gz")
-    parser.add_argument("--subset", choices=("test", "valid"), default="test", help="labels to score against")
+    parser.add_argument("--split", choices=load_data.SPLITS, default="test", help="labels to score against")
     parser.add_argument("--png", default=None, help="bar chart path (default: FILE with suffix _scores.png)")
     parser.add_argument("--without-record", action="store_true",
                         help="score a .npy.gz that has no record (made elsewhere), taking its rows to be the "
-                             "subset's IDs")
-    return load_data.run_script(parser, lambda args: score_file(args.file, args.subset, args.png, args.without_record),
-                                argv, load_data.RERUN_NOTE)
+                             "split's IDs")
+    return runner.run_script(parser, lambda args: score_file(args.file, args.split, args.png, args.without_record),
+                                argv, runner.RERUN_NOTE)
 
 
 if __name__ == "__main__":

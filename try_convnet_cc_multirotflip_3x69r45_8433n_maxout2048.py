@@ -3,8 +3,8 @@ the original member of the same name. Filter sizes 8/4/3/3 instead of 6/5/3/3 (e
 features). One maxout dense layer (4096 linear units, 2048 outputs) instead of two.
 """
 from try_convnet_cc_multirotflip_3x69r45_maxout2048_extradense import *  # noqa: F401,F403  (the recipe)
-import convnet
-import train
+from galaxyzoo import convnet
+from galaxyzoo import train
 
 
 def build_model():

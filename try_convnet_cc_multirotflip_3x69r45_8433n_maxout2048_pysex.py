@@ -5,8 +5,8 @@ and rescaled (Petrosian radius x a -> 160 px, zoom clamped to [1/1.5, 1.5]) usin
 source-extraction parameters (step 3, extract_pysex_params.py).
 """
 from try_convnet_cc_multirotflip_3x69r45_maxout2048_extradense import *  # noqa: F401,F403  (the recipe)
-import convnet
-import train
+from galaxyzoo import convnet
+from galaxyzoo import train
 
 PREPROCESSING = "centre_rescale"
 

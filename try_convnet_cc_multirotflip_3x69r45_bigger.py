@@ -3,8 +3,8 @@ the original member of the same name. 192 filters in the top convolution instead
 4096 units instead of the two maxout layers.
 """
 from try_convnet_cc_multirotflip_3x69r45_maxout2048_extradense import *  # noqa: F401,F403  (the recipe)
-import convnet
-import train
+from galaxyzoo import convnet
+from galaxyzoo import train
 
 
 def build_model():

@@ -7,9 +7,9 @@ four convolutions with untied biases, two maxout dense layers of 2048, 37 tree-n
 Writes analysis/final/<this file's name>.pt (checkpoint, resumable), its _learning_curve.png, and
 predictions/final/<this file's name>.csv.gz. Other ensemble members import this recipe and change a few lines.
 """
-import convnet
-import realtime_augmentation
-import train
+from galaxyzoo import convnet
+from galaxyzoo import realtime_augmentation
+from galaxyzoo import train
 
 BATCH_SIZE = 16
 OPTIMIZER = dict(name="nesterov", momentum=0.9)  # the original's form of Nesterov momentum, no weight decay

@@ -3,7 +3,7 @@ the original member of the same name. Nothing but the seed: a repeated run of th
 original's repeated runs differed only in their random draws).
 """
 from try_convnet_cc_multirotflip_3x69r45_maxout2048_extradense import *  # noqa: F401,F403  (the recipe)
-import train
+from galaxyzoo import train
 
 SEED = 3
 

@@ -4,7 +4,7 @@ zoom clamped to [1/1.5, 1.5]) using the first-generation ("extra") source-extrac
 extract_pysex_params.py). Seed 2 (a second repeated run).
 """
 from try_convnet_cc_multirotflip_3x69r45_maxout2048_extradense import *  # noqa: F401,F403  (the recipe)
-import train
+from galaxyzoo import train
 
 PREPROCESSING = "centre_rescale_gen1"
 SEED = 2

@@ -4,8 +4,8 @@ unit's incoming weights are scaled down where their root-mean-square exceeds 0.4
 limits the original solution read off weight histograms.
 """
 from try_convnet_cc_multirotflip_3x69r45_maxout2048_extradense import *  # noqa: F401,F403  (the recipe)
-import convnet
-import train
+from galaxyzoo import convnet
+from galaxyzoo import train
 
 
 def build_model():

@@ -4,8 +4,8 @@ is centred on the galaxy and rescaled (Petrosian radius x a -> 160 px, zoom clam
 second-generation source-extraction parameters (step 3, extract_pysex_params.py).
 """
 from try_convnet_cc_multirotflip_3x69r45_maxout2048_extradense import *  # noqa: F401,F403  (the recipe)
-import convnet
-import train
+from galaxyzoo import convnet
+from galaxyzoo import train
 
 PREPROCESSING = "centre_rescale"
 

@@ -4,8 +4,8 @@ the original member of the same name. A maxout dense layer (512 linear units, 25
 followed by one maxout dense layer (4096 linear units, 2048 outputs) instead of two.
 """
 from try_convnet_cc_multirotflip_3x69r45_maxout2048_extradense import *  # noqa: F401,F403  (the recipe)
-import convnet
-import train
+from galaxyzoo import convnet
+from galaxyzoo import train
 
 
 def build_model():

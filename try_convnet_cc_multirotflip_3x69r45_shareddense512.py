@@ -4,8 +4,8 @@ features goes through a maxout dense layer of 1024 linear units (512 outputs) wh
 each image has 8192 merged features; after the merge there is a single maxout dense layer (2048 outputs).
 """
 from try_convnet_cc_multirotflip_3x69r45_maxout2048_extradense import *  # noqa: F401,F403  (the recipe)
-import convnet
-import train
+from galaxyzoo import convnet
+from galaxyzoo import train
 
 
 def build_model():

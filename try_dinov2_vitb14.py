@@ -6,8 +6,8 @@ AdamW at 1e-4 with a cosine decay over 15 epochs; the rest as try_resnet50_image
 Writes analysis/final/<this file's name>.pt, its _learning_curve.png and predictions/final/<this file's name>.csv.gz.
 """
 from try_resnet50_imagenet import *  # noqa: F401,F403  (the recipe)
-import backbones
-import train
+from galaxyzoo import backbones
+from galaxyzoo import train
 
 BATCH_SIZE = 32
 OPTIMIZER = dict(name="adamw", weight_decay=0.05)

@@ -8,8 +8,8 @@ progressive resizing (the centre 224x224 at 112 px, then at 224 px) and one-cycl
 Writes analysis/final/<this file's name>.pt (checkpoint, resumable), its _learning_curve.png, and
 predictions/final/<this file's name>.csv.gz.
 """
-import backbones
-import train
+from galaxyzoo import backbones
+from galaxyzoo import train
 
 BATCH_SIZE = 64
 CHUNK_SIZE = "epoch"  # a chunk is one pass over the training images

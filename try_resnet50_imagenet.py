@@ -4,9 +4,9 @@
 
 Writes analysis/final/<this file's name>.pt, its _learning_curve.png and predictions/final/<this file's name>.csv.gz.
 """
-import backbones
-import realtime_augmentation
-import train
+from galaxyzoo import backbones
+from galaxyzoo import realtime_augmentation
+from galaxyzoo import train
 
 BATCH_SIZE = 64
 CHUNK_SIZE = "epoch"

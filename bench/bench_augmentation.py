@@ -7,7 +7,7 @@ same transforms.
 
 Also timed: the fast path reading the decoded uint8 cache (decode skipped; the cache is a memory-mapped .npy
 in a temporary folder, as copy_data_to_shm.py builds it), and the JPEG decode alone.
-Uses the real sample's training images (load_data.real_sample_dir(); skips with a message when absent).
+Uses the real sample's training images (paths.real_sample_dir(); skips with a message when absent).
 """
 import argparse
 import functools
@@ -21,7 +21,7 @@ import skimage.io
 
 from common import REAL_SAMPLE_TRAIN_IMAGES, fastest
 import load_data
-import realtime_augmentation as ra
+from galaxyzoo import realtime_augmentation as ra
 
 
 def parse_args():

@@ -16,9 +16,9 @@ from pathlib import Path
 import torch
 
 import common  # noqa: F401  (the project on the import path)
-import checkpoints
-import decision_tree
-import train
+from galaxyzoo import checkpoints
+from galaxyzoo import decision_tree
+from galaxyzoo import train
 
 MODEL = "try_convnet_cc_multirotflip_3x69r45_maxout2048_extradense"
 

@@ -2,7 +2,7 @@
 
     python bench/bench_image_loading.py [--num-images N] [--repeats R] [--folder DIR]
 
-Uses the real sample's training images (load_data.real_sample_dir(); skips with a message when absent). The
+Uses the real sample's training images (paths.real_sample_dir(); skips with a message when absent). The
 cache is built with copy_data_to_shm.write_cache in a temporary folder ($TMPDIR, or /dev/shm with --in-ram) and
 read through a memory map, so after it was written its pages are in the page cache, as for a cache in /dev/shm.
 Both ways are timed on the same images in the same run, and must give identical arrays.

@@ -14,10 +14,10 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import common
-import checkpoints
-import realtime_augmentation as ra
-import stages
-import train
+from galaxyzoo import checkpoints
+from galaxyzoo import realtime_augmentation as ra
+from galaxyzoo import stages
+from galaxyzoo import train
 
 BEST = "try_convnet_cc_multirotflip_3x69r45_maxout2048_extradense"
 MEMBERS = (BEST, "try_resnet50_fastai", "try_resnet50_imagenet", "try_dinov2_vitb14")

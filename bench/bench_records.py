@@ -5,8 +5,8 @@
 Builds, in a temporary folder, a project root whose image folders hold as many files as the competition's (stubs of
 a few bytes: the checks read names, sizes and modification times, never pixels), then times each check
 a step makes at its start, next to the bare operation it is built on (listing a folder; reading a file):
-the ID list against its folder (load_data.load_ids), an image folder's stamp (load_data.folder_stamp, as the RAM copy,
-cache and source-extraction checks make it), and a file's content stamp (load_data.file_stamp) of a checkpoint-sized
+the ID list against its folder (load_data.load_ids), an image folder's stamp (records.folder_stamp, as the RAM copy,
+cache and source-extraction checks make it), and a file's content stamp (records.file_stamp) of a checkpoint-sized
 and a label-CSV-sized file. Each figure is the fastest of --repeats runs, with the files in the page cache.
 """
 import argparse
@@ -18,6 +18,8 @@ import numpy as np
 
 from common import fastest
 import load_data
+from galaxyzoo import paths
+from galaxyzoo import records
 
 LABEL_CSV_MB = 60  # about the size of training_solutions_rev1.csv for 61,578 galaxies
 
@@ -34,7 +36,7 @@ def parse_args():
 def full_size_root(folder, counts):
     """Image folders of counts {subset: n} stub files, and the ID lists; returns the root."""
     for subset, count in counts.items():
-        images = folder / "data" / "raw" / load_data.RAW_IMAGE_FOLDERS[subset]
+        images = folder / "data" / "raw" / paths.RAW_IMAGE_FOLDERS[subset]
         images.mkdir(parents=True)
         ids = 100_000 + np.arange(count, dtype=np.int64)
         for galaxy_id in ids:
@@ -52,11 +54,11 @@ def main():
     counts = {"train": args.num_train, "test": args.num_test}
     with tempfile.TemporaryDirectory() as tmp:
         root = full_size_root(Path(tmp), counts)
-        load_data.set_root(root)
+        paths.set_root(root)
         print(f"{sum(counts.values())} image files ({counts['train']} train, {counts['test']} test); "
               f"fastest of {args.repeats}")
-        for subset in load_data.SUBSETS:
-            folder = load_data.raw_images_dir(subset)
+        for subset in paths.SUBSETS:
+            folder = paths.raw_images_dir(subset)
 
             def check_ids():
                 load_data.forget_cached()
@@ -64,7 +66,7 @@ def main():
 
             def stamp():
                 load_data.forget_cached()
-                return load_data.folder_stamp(folder)
+                return records.folder_stamp(folder)
 
             listing, _ = fastest(lambda: os.listdir(folder), args.repeats, warmup=1)
             row(f"load_ids('{subset}') against its folder", fastest(check_ids, args.repeats, warmup=1)[0],
@@ -75,7 +77,7 @@ def main():
             path = Path(tmp) / f"{name}.bin"
             path.write_bytes(np.random.default_rng(0).bytes(megabytes << 20))
             reading, _ = fastest(lambda: path.read_bytes() and None, args.repeats, warmup=1)
-            row(f"file_stamp of a {megabytes} MB file ({name})", fastest(lambda: load_data.file_stamp(path),
+            row(f"file_stamp of a {megabytes} MB file ({name})", fastest(lambda: records.file_stamp(path),
                                                                         args.repeats, warmup=1)[0],
                 "reading the file", reading)
 

@@ -11,9 +11,9 @@ import tempfile
 import time
 
 import common  # noqa: F401  (the project on the import path)
-import load_data
 import make_synthetic_data
-import synthetic_galaxies
+from galaxyzoo import synthetic_galaxies
+from galaxyzoo import paths
 
 DEMO_TRAIN, DEMO_TEST, DEMO_WORKERS = 2700, 300, 2
 
@@ -39,10 +39,10 @@ def images_per_second(count, seed, encode):
 def measure_demo_set(seed):
     """Seconds make_synthetic_data takes for the demo set with DEMO_WORKERS workers in a temporary root."""
     with tempfile.TemporaryDirectory() as root:
-        load_data.set_root(root)
+        paths.set_root(root)
         start = time.perf_counter()
         make_synthetic_data.make_dataset(DEMO_TRAIN, DEMO_TEST, seed, DEMO_WORKERS)
-        load_data.set_root(None)
+        paths.set_root(None)
         return time.perf_counter() - start
 
 

@@ -8,7 +8,7 @@ Each image gives 2 views (69x69); a "view" below is one of them. Rows:
   torch cpu           warp_batch on uint8 CPU tensors, with 1 thread (per core) and with all threads
   torch cache+warp+noise  the whole device path from the uint8 DeviceImageCache: index the batch out of the
                       cache, warp, colour noise; on the CPU, and on the GPU when one is present (synchronised)
-Images are the real sample's training JPEGs when it is present (load_data.real_sample_dir()), else synthetic
+Images are the real sample's training JPEGs when it is present (paths.real_sample_dir()), else synthetic
 blocks.
 """
 import argparse
@@ -19,8 +19,8 @@ import torch
 
 from common import REAL_SAMPLE_TRAIN_IMAGES, fastest
 import load_data
-import realtime_augmentation as ra
-import torch_augmentation as ta
+from galaxyzoo import realtime_augmentation as ra
+from galaxyzoo import torch_augmentation as ta
 
 
 def parse_args():

@@ -14,11 +14,11 @@ import time
 import torch
 
 import common  # noqa: F401  (the project on the import path)
-import checkpoints
-import convnet
-import decision_tree
-import stages
-import train
+from galaxyzoo import checkpoints
+from galaxyzoo import convnet
+from galaxyzoo import decision_tree
+from galaxyzoo import stages
+from galaxyzoo import train
 
 RECIPE_IMAGES = 25_000_000  # 2500 chunks of 10000 images
 

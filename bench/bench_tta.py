@@ -18,9 +18,9 @@ import numpy as np
 import torch
 
 import common  # the project on the import path
-import convnet
+from galaxyzoo import convnet
 import predict_augmented_npy
-import realtime_augmentation as ra
+from galaxyzoo import realtime_augmentation as ra
 
 FULL_PREDICTION_IMAGES = 6_157 + 79_975  # validation split (10% of 61,578) + test set
 

@@ -7,9 +7,9 @@ from pathlib import Path
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_DIR))
 
-import load_data  # noqa: E402
+from galaxyzoo import paths  # noqa: E402
 
-REAL_SAMPLE_TRAIN_IMAGES = load_data.real_sample_dir() / "images_train_rev1"
+REAL_SAMPLE_TRAIN_IMAGES = paths.real_sample_dir() / "images_train_rev1"
 
 
 def fastest(function, repeats, warmup=0, synchronise=lambda: None):

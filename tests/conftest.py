@@ -2,16 +2,16 @@
 a run that skipped tests for want of the real sample."""
 import pytest
 
-import load_data
 from helpers import isolation
+from galaxyzoo import paths
 
 REAL_SAMPLE_MISSING = "real sample not found at"
 
 
 @pytest.fixture(scope="session")
 def real_sample_if_present():
-    """The real data slice (load_data.real_sample_dir()), or None when it is absent."""
-    path = load_data.real_sample_dir()
+    """The real data slice (paths.real_sample_dir()), or None when it is absent."""
+    path = paths.real_sample_dir()
     return path if path.is_dir() else None
 
 
@@ -19,7 +19,7 @@ def real_sample_if_present():
 def real_sample(real_sample_if_present):
     """The real data slice; skips the test when it is absent."""
     if real_sample_if_present is None:
-        pytest.skip(f"{REAL_SAMPLE_MISSING} {load_data.real_sample_dir()}")
+        pytest.skip(f"{REAL_SAMPLE_MISSING} {paths.real_sample_dir()}")
     return real_sample_if_present
 
 
@@ -37,6 +37,6 @@ def pytest_terminal_summary(terminalreporter):
     skipped = [report for report in terminalreporter.stats.get("skipped", [])
                if REAL_SAMPLE_MISSING in str(report.longrepr)]
     if skipped:
-        terminalreporter.write_line(f"{REAL_SAMPLE_MISSING} {load_data.real_sample_dir()}: {len(skipped)} tests "
+        terminalreporter.write_line(f"{REAL_SAMPLE_MISSING} {paths.real_sample_dir()}: {len(skipped)} tests "
                                     f"skipped; set GALAXY_REAL_SAMPLE to its folder", yellow=True, bold=True)
     return result

@@ -15,17 +15,19 @@ import pytest
 import torch
 from PIL import Image
 
-import checkpoints
-import convnet
-import decision_tree
+from galaxyzoo import checkpoints
+from galaxyzoo import convnet
+from galaxyzoo import decision_tree
 import load_data
+from galaxyzoo import paths
+from galaxyzoo import records
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 
 TINY_MODEL_NAME = "try_tiny_test_model"
 # The tiny try file's settings beside the defaults (the original recipe's optimiser and stages, scaled by --num-chunks).
 TINY_SETTINGS = dict(BATCH_SIZE=4, CHUNK_SIZE=8, VALIDATE_EVERY=2, NUM_CHUNKS_NONORM=1, SEED=3)
-TINY_MODEL_SOURCE = '''import convnet
+TINY_MODEL_SOURCE = '''from galaxyzoo import convnet
 
 
 def build_model():
@@ -42,7 +44,7 @@ def try_file_source(settings=TINY_SETTINGS, model_source=TINY_MODEL_SOURCE):
     """The text of a try file: `model_source` (its imports and build_model()), then each setting as NAME = repr(value),
     then the call of the shared loop."""
     lines = [f"{name} = {value!r}" for name, value in settings.items()]
-    return '"""A small model on the shared loop, for the tests."""\nimport train\n' + model_source + "\n\n" + \
+    return '"""A small model on the shared loop, for the tests."""\nfrom galaxyzoo import train\n' + model_source + "\n\n" + \
         "\n".join(lines) + MAIN_BLOCK
 
 
@@ -70,7 +72,7 @@ def tiny_model_source(**changes):
     """TINY_MODEL_SOURCE building the tiny network with `changes` to its arguments."""
     arguments = ", ".join(f"{name}={value!r}" for name, value in {**dict(num_filters=(4, 4, 4, 4), dense_units=16),
                                                                   **changes}.items())
-    return f"import convnet\n\n\ndef build_model():\n    return convnet.GalaxyConvNet({arguments})\n"
+    return f"from galaxyzoo import convnet\n\n\ndef build_model():\n    return convnet.GalaxyConvNet({arguments})\n"
 
 
 def tiny_recipe(folder, source=TINY_RECIPE_SOURCE, model_name=TINY_MODEL_NAME):
@@ -150,7 +152,7 @@ def make_tiny_root(path, num_train=40, num_test=5, seed=0, galaxy_image=random_g
     for subset, count, first_id in (("train", num_train, 100_008), ("test", num_test, 900_001)):
         ids = first_id + 13 * np.arange(count, dtype=np.int64)
         if galaxy_image is not None:
-            folder = path / "data" / "raw" / load_data.RAW_IMAGE_FOLDERS[subset]
+            folder = path / "data" / "raw" / paths.RAW_IMAGE_FOLDERS[subset]
             folder.mkdir(parents=True)
             for galaxy_id in ids:
                 Image.fromarray(galaxy_image(rng)).save(folder / f"{galaxy_id}.jpg", quality=90)
@@ -164,24 +166,23 @@ def make_tiny_root(path, num_train=40, num_test=5, seed=0, galaxy_image=random_g
 def write_labels(root, train_ids, labels, csv=None):
     """data/solutions_train.npy under root with its record, as create_solutions_train.py leaves them: made for
     train_ids, from the label CSV `csv` when given (a root without one has nothing else to compare)."""
-    inputs = dict(train_ids=load_data.ids_stamp(train_ids))
+    inputs = dict(train_ids=records.ids_stamp(train_ids))
     if csv is not None:
-        inputs["labels_csv"] = load_data.file_stamp(csv)
-    load_data.save_npy(Path(root) / "data" / "solutions_train.npy", labels, "create_solutions_train.py", **inputs)
+        inputs["labels_csv"] = records.file_stamp(csv)
+    records.save_npy(Path(root) / "data" / "solutions_train.npy", labels, "create_solutions_train.py", **inputs)
 
 
 def save_recorded(path, values, galaxy_ids):
     """A predictions file (.npy.gz) with a record saying its rows are galaxy_ids, as the pipeline's steps write them
     (no checkpoint or other input listed). Returns the path."""
-    load_data.save_gz(path, values, "a test", ids=load_data.ids_stamp(galaxy_ids))
+    records.save_gz(path, values, "a test", ids=records.ids_stamp(galaxy_ids))
     return path
 
 
 def save_predictions(model, split, values):
     """save_recorded for a model's test-time-averaged predictions of `split` ('valid' or 'test') under the current
     root, as predict_augmented_npy.py writes them. Returns the path."""
-    ids = load_data.labelled_split().valid_ids if split == "valid" else load_data.load_ids("test")
-    return save_recorded(load_data.augmented_predictions_path(model, split), values, ids)
+    return save_recorded(paths.augmented_predictions_path(model, split), values, load_data.split_ids(split))
 
 
 @contextlib.contextmanager
@@ -193,7 +194,7 @@ def isolation(monkeypatch, folder):
     try:
         yield folder
     finally:
-        load_data.set_root(None)
+        paths.set_root(None)
 
 
 @contextlib.contextmanager

@@ -6,8 +6,10 @@ import pytest
 from PIL import Image
 
 import load_data
-import realtime_augmentation as ra
+from galaxyzoo import realtime_augmentation as ra
 from helpers import make_tiny_root
+from galaxyzoo import paths
+from galaxyzoo import errors
 
 CENTRE = ra.IMAGE_CENTRE
 VIEW_CENTRE = (ra.VIEW_SIZE - 1) / 2.0
@@ -54,13 +56,13 @@ def image_root(tmp_path_factory, real_sample_if_present):
         ids = np.load(make_tiny_root(root, num_train=NUM_IMAGES, num_test=0) / "data" / "train_ids.npy")
     else:
         sample = real_sample_if_present / "images_train_rev1"
-        folder = root / "data" / "raw" / load_data.RAW_IMAGE_FOLDERS["train"]
+        folder = root / "data" / "raw" / paths.RAW_IMAGE_FOLDERS["train"]
         folder.parent.mkdir(parents=True)
         folder.symlink_to(sample)
         ids = np.array(sorted(int(p.stem) for p in sample.glob("*.jpg"))[:NUM_IMAGES])
-    load_data.set_root(root)
+    paths.set_root(root)
     yield root, ids
-    load_data.set_root(None)
+    paths.set_root(None)
 
 
 @pytest.fixture(scope="module")
@@ -269,7 +271,7 @@ def test_missing_image_raises_data_error(image_root, workers):
     _, ids = image_root
     chunks = ra.RandomChunks(np.append(ids, 1), np.zeros((len(ids) + 1, 37)), chunk_size=len(ids) + 1,
                              num_chunks=1, num_workers=workers)
-    with pytest.raises(load_data.DataError, match="GalaxyID 1"):
+    with pytest.raises(errors.DataError, match="GalaxyID 1"):
         list(chunks)
 
 

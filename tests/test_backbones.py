@@ -5,9 +5,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-import backbones
-import decision_tree
-import load_data
+from galaxyzoo import backbones
+from galaxyzoo import decision_tree
+from galaxyzoo import errors
 
 
 @pytest.fixture(scope="module")
@@ -92,11 +92,11 @@ def test_bad_weights_are_refused(resnet, tmp_path):
                for k, v in resnet.backbone.state_dict().items()}, str(reshaped))
     for path, message in ((incomplete, "tensors missing"), (garbage, "cannot read"), (tmp_path / "none.pt", "missing"),
                           (reshaped, "does not fit")):
-        with pytest.raises(load_data.DataError, match=message):
+        with pytest.raises(errors.DataError, match=message):
             backbones.load_weights(backbones.create_model("resnet50"), path)
 
 
 def test_hub_offline_says_what_to_do(monkeypatch):
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    with pytest.raises(load_data.DataError, match="download model.safetensors .* --weights PATH"):
+    with pytest.raises(errors.DataError, match="download model.safetensors .* --weights PATH"):
         backbones.load_weights(backbones.create_model("resnet50"), "hub")

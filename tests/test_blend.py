@@ -6,10 +6,12 @@ import pytest
 from scipy.optimize import check_grad
 
 import blend_predictions
-import decision_tree
+from galaxyzoo import decision_tree
 import load_data
-import submission
+from galaxyzoo import submission
 from helpers import make_tiny_root, save_predictions
+from galaxyzoo import paths
+from galaxyzoo import records
 
 NOISE_LEVELS = (0.05, 0.08, 0.12)  # independent noise per model, so a mix beats each one
 
@@ -18,7 +20,7 @@ NOISE_LEVELS = (0.05, 0.08, 0.12)  # independent noise per model, so a mix beats
 def blend_root(isolated):
     """A tiny root of ID and label files (no images), set as the project root."""
     root = make_tiny_root(isolated / "root", num_train=300, num_test=12, galaxy_image=None)
-    load_data.set_root(root)
+    paths.set_root(root)
     return root
 
 
@@ -76,7 +78,7 @@ def test_fitted_blends_beat_every_single_model_and_are_applied_to_the_test_set(b
     assert per_column_rmse <= per_model_rmse + 1e-9
     assert np.argmax(per_model) == 0  # the least noisy model weighs most
 
-    written = {name: load_data.load_gz(blend_predictions.blended_dir() / file)
+    written = {name: records.load_gz(blend_predictions.blended_dir() / file)
                for name, file in blend_predictions.BLEND_FILES.items()}
     expected = {"uniform": test.mean(axis=0), "per_model": blend_predictions.blend(test, per_model),
                 "per_column": blend_predictions.blend(test, per_column)}
@@ -96,7 +98,7 @@ def test_nothing_to_blend_or_shapes_that_disagree_are_clear_errors(blend_root, c
     assert f"{names[1]}.npy.gz" in err and "shape" in err
     assert not blend_predictions.blended_dir().exists()
 
-    (load_data.augmented_predictions_dir("valid") / f"{names[2]}.npy.gz").unlink()
+    (paths.augmented_predictions_dir("valid") / f"{names[2]}.npy.gz").unlink()
     assert blend_predictions.main(["--root", str(blend_root)]) == 1
     assert f"valid/{names[2]}.npy.gz: missing" in capsys.readouterr().err
 
@@ -107,7 +109,7 @@ def test_models_option_blends_only_the_named_models(blend_root, capsys):
     out = capsys.readouterr().out
     assert out.startswith(f"blending {', '.join(sorted([names[0], names[2]]))}\n"
                           f"left out: {names[1]} (not named in --models)\n2 models")
-    uniform = load_data.load_gz(blend_predictions.blended_dir() / blend_predictions.BLEND_FILES["uniform"])
+    uniform = records.load_gz(blend_predictions.blended_dir() / blend_predictions.BLEND_FILES["uniform"])
     np.testing.assert_allclose(uniform, test[[0, 2]].mean(axis=0), atol=1e-6)
 
     assert blend_predictions.main(["--root", str(blend_root), "--models", f"{names[0]},no_such_model"]) == 1
@@ -120,7 +122,7 @@ def test_a_model_with_one_split_only_is_refused_unless_the_models_are_named(blen
     a model without its test file was dropped without a word); named models are blended, and it is said to be left
     out and why."""
     names, _, test = write_models(blend_root)
-    (load_data.augmented_predictions_dir(missing_split) / f"{names[1]}.npy.gz").unlink()
+    (paths.augmented_predictions_dir(missing_split) / f"{names[1]}.npy.gz").unlink()
     assert blend_predictions.main(["--root", str(blend_root)]) == 1
     err = capsys.readouterr().err
     assert f"{missing_split}/{names[1]}.npy.gz: missing" in err and "--models" in err
@@ -128,7 +130,7 @@ def test_a_model_with_one_split_only_is_refused_unless_the_models_are_named(blen
     assert blend_predictions.main(["--root", str(blend_root), "--models", f"{names[0]}.py,{names[2]}"]) == 0
     which = {"test": "test", "valid": "validation"}[missing_split]
     assert f"left out: {names[1]} (no {which} predictions)" in capsys.readouterr().out
-    uniform = load_data.load_gz(blend_predictions.blended_dir() / blend_predictions.BLEND_FILES["uniform"])
+    uniform = records.load_gz(blend_predictions.blended_dir() / blend_predictions.BLEND_FILES["uniform"])
     np.testing.assert_allclose(uniform, test[[0, 2]].mean(axis=0), atol=1e-6)
     assert blend_predictions.main(["--root", str(blend_root), "--models", f"{names[0]},{names[1]}"]) == 1
     assert f"no predictions of {names[1]}" in capsys.readouterr().err

@@ -14,9 +14,13 @@ from PIL import Image
 import copy_data_to_shm
 import create_solutions_train
 import create_train_ids
-import decision_tree
+from galaxyzoo import decision_tree
 import load_data
 from helpers import IMAGE_PROBLEMS, PROJECT_DIR, DiskUsage, corrupt_image, noise_jpeg_bytes, tree_valid_labels
+from galaxyzoo import paths
+from galaxyzoo import records
+from galaxyzoo import files
+from galaxyzoo import errors
 
 TRAIN_IDS = (100023, 100008, 999967, 100090, 5000)  # deliberately unsorted, of different lengths
 TEST_IDS = (100018, 100001, 200)
@@ -42,12 +46,12 @@ def raw_root(tmp_path):
     (root, {GalaxyID: labels (37,)})."""
     root = tmp_path / "root"
     for subset, ids in (("train", TRAIN_IDS), ("test", TEST_IDS)):
-        folder = root / "data" / "raw" / load_data.RAW_IMAGE_FOLDERS[subset]
+        folder = root / "data" / "raw" / paths.RAW_IMAGE_FOLDERS[subset]
         folder.mkdir(parents=True)
         for galaxy_id in ids:
             (folder / f"{galaxy_id}.jpg").write_bytes(noise_jpeg_bytes(galaxy_id))
     labels = tree_valid_labels(len(TRAIN_IDS), np.random.default_rng(1))
-    write_csv(root / "data" / "raw" / load_data.SOLUTIONS_CSV, decision_tree.CSV_HEADER,
+    write_csv(root / "data" / "raw" / paths.SOLUTIONS_CSV, decision_tree.CSV_HEADER,
               label_rows(TRAIN_IDS, labels))
     return root, dict(zip(TRAIN_IDS, labels))
 
@@ -100,7 +104,7 @@ def test_load_image_from_raw_ram_copy_and_cache_agree_with_pil(raw_root, capsys,
     root, _ = raw_root
     assert run_main(create_train_ids, root, capsys)[0] == 0
     galaxy_id = TRAIN_IDS[0]
-    raw_file = load_data.raw_images_dir("train") / f"{galaxy_id}.jpg"
+    raw_file = paths.raw_images_dir("train") / f"{galaxy_id}.jpg"
     reference = pil_decode(raw_file)
 
     from_raw = load_data.load_image(galaxy_id, "train")
@@ -109,7 +113,7 @@ def test_load_image_from_raw_ram_copy_and_cache_agree_with_pil(raw_root, capsys,
     np.testing.assert_array_equal(from_raw, reference)
 
     assert run_main(copy_data_to_shm, root, capsys)[0] == 0
-    assert load_data.image_path(galaxy_id, "train").parent == load_data.ram_images_dir("train")
+    assert load_data.image_path(galaxy_id, "train").parent == paths.ram_images_dir("train")
     np.testing.assert_array_equal(load_data.load_image(galaxy_id, "train"), reference)
 
     status, out, _ = run_main(copy_data_to_shm, root, capsys, "--cache", "--workers", "1")
@@ -117,30 +121,30 @@ def test_load_image_from_raw_ram_copy_and_cache_agree_with_pil(raw_root, capsys,
     with monkeypatch.context() as patched:
         patched.setattr(load_data, "decode_jpeg", None)  # inside, only the cache can give the image
         np.testing.assert_array_equal(load_data.load_image(galaxy_id, "train"), reference)
-    cache = np.load(load_data.cache_path("train"), mmap_mode="r")
+    cache = np.load(paths.cache_path("train"), mmap_mode="r")
     assert cache.dtype == np.uint8 and cache.shape == (len(TRAIN_IDS), 424, 424, 3)
     for row, other_id in enumerate(sorted(TEST_IDS)):
-        test_file = load_data.ram_images_dir("test") / f"{other_id}.jpg"
+        test_file = paths.ram_images_dir("test") / f"{other_id}.jpg"
         np.testing.assert_array_equal(load_data.load_image(other_id, "test"), pil_decode(test_file))
         assert load_data.ImageCache("test")[other_id].tolist() == np.asarray(Image.open(test_file)).tolist()
-    assert leftovers(load_data.ram_dir()) == []
+    assert leftovers(paths.ram_dir()) == []
 
 
 def test_cache_with_worker_processes_equals_in_process_cache(raw_root, capsys):
     root, _ = raw_root
     assert run_main(create_train_ids, root, capsys)[0] == 0
     assert run_main(copy_data_to_shm, root, capsys, "--subsets", "test", "--cache", "--workers", "1")[0] == 0
-    single = np.load(load_data.cache_path("test")).copy()
+    single = np.load(paths.cache_path("test")).copy()
     assert run_main(copy_data_to_shm, root, capsys, "--subsets", "test", "--cache", "--workers", "2")[0] == 0
-    np.testing.assert_array_equal(np.load(load_data.cache_path("test")), single)
-    assert not load_data.cache_path("train").exists()
+    np.testing.assert_array_equal(np.load(paths.cache_path("test")), single)
+    assert not paths.cache_path("train").exists()
 
 
 def test_save_gz_load_gz_round_trip(tmp_path):
     array = np.random.default_rng(0).random((7, 37)).astype(np.float32)
     path = tmp_path / "sub" / "predictions.npy.gz"
-    load_data.save_gz(path, array)
-    loaded = load_data.load_gz(path)
+    records.save_gz(path, array)
+    loaded = records.load_gz(path)
     assert loaded.dtype == array.dtype
     np.testing.assert_array_equal(loaded, array)
 
@@ -148,13 +152,13 @@ def test_save_gz_load_gz_round_trip(tmp_path):
 def test_atomic_path_leaves_nothing_on_exception(tmp_path):
     target = tmp_path / "out.npy"
     with pytest.raises(RuntimeError):
-        with load_data.atomic_path(target) as tmp:
+        with files.atomic_path(target) as tmp:
             tmp.write_bytes(b"half written")
             raise RuntimeError("interrupted")
     assert list(tmp_path.iterdir()) == []
     target.write_bytes(b"old")
     with pytest.raises(RuntimeError):
-        with load_data.atomic_path(target) as tmp:
+        with files.atomic_path(target) as tmp:
             tmp.write_bytes(b"new")
             raise RuntimeError("interrupted")
     assert target.read_bytes() == b"old" and list(tmp_path.iterdir()) == [target]
@@ -167,7 +171,7 @@ def test_atomic_path_leaves_nothing_on_exception(tmp_path):
 @pytest.mark.parametrize("folder_state", ["missing", "empty", "bad name", "leading zero"])
 def test_bad_image_folder_is_rejected(raw_root, capsys, folder_state):
     root, _ = raw_root
-    folder = root / "data" / "raw" / load_data.RAW_IMAGE_FOLDERS["test"]
+    folder = root / "data" / "raw" / paths.RAW_IMAGE_FOLDERS["test"]
     for jpeg in folder.iterdir():
         jpeg.unlink()
     expected = {"missing": "image folder missing", "empty": "no images", "bad name": "notes.txt",
@@ -186,13 +190,13 @@ def test_bad_image_is_named_and_no_cache_is_left(raw_root, capsys, problem):
     root, _ = raw_root
     assert run_main(create_train_ids, root, capsys)[0] == 0
     bad_id = TEST_IDS[1]
-    expected = corrupt_image(load_data.raw_images_dir("test"), bad_id, problem)
+    expected = corrupt_image(paths.raw_images_dir("test"), bad_id, problem)
     workers = "2" if problem == "truncated" else "1"  # one case raises inside a worker process
     status, _, err = run_main(copy_data_to_shm, root, capsys, "--subsets", "test", "--cache", "--workers", workers)
     assert status == 1 and err.startswith("error: ")
     assert expected in err and f"{bad_id}.jpg" in err and f"GalaxyID {bad_id}" in err
-    assert not load_data.cache_path("test").exists() and leftovers(load_data.ram_dir()) == []
-    with pytest.raises(load_data.DataError, match=f"GalaxyID {bad_id}"):
+    assert not paths.cache_path("test").exists() and leftovers(paths.ram_dir()) == []
+    with pytest.raises(errors.DataError, match=f"GalaxyID {bad_id}"):
         load_data.load_image(bad_id, "test")
 
 
@@ -210,19 +214,19 @@ def test_cache_larger_than_free_space_is_refused(raw_root, capsys, monkeypatch):
     monkeypatch.setattr(copy_data_to_shm.shutil, "disk_usage", lambda path: DiskUsage(free=10**6))
     status, _, err = run_main(copy_data_to_shm, root, capsys, "--subsets", "test", "--cache")
     assert status == 1 and "nothing was written" in err and "only 1.0 MB is free" in err and "cache 1.6 MB" in err
-    assert not load_data.cache_path("test").exists() and not load_data.ram_images_dir("test").exists()
+    assert not paths.cache_path("test").exists() and not paths.ram_images_dir("test").exists()
 
 
 def test_space_is_checked_for_every_subset_before_anything_is_written(raw_root, capsys, monkeypatch):
     """Room for the JPEGs of both subsets but not for their caches too: refused up front, no image copied."""
     root, _ = raw_root
     assert run_main(create_train_ids, root, capsys)[0] == 0
-    load_data.set_root(root)
-    jpegs = sum(copy_data_to_shm.bytes_to_write(subset, False)[0] for subset in load_data.SUBSETS)
+    paths.set_root(root)
+    jpegs = sum(copy_data_to_shm.bytes_to_write(subset, False)[0] for subset in paths.SUBSETS)
     monkeypatch.setattr(copy_data_to_shm.shutil, "disk_usage", lambda path: DiskUsage(free=jpegs + 1000))
     status, _, err = run_main(copy_data_to_shm, root, capsys, "--cache")
     assert status == 1 and "train: JPEGs" in err and "test: JPEGs" in err
-    assert not any(load_data.ram_images_dir(subset).exists() for subset in load_data.SUBSETS)
+    assert not any(paths.ram_images_dir(subset).exists() for subset in paths.SUBSETS)
     assert run_main(copy_data_to_shm, root, capsys)[0] == 0  # without --cache it fits
 
 
@@ -268,7 +272,7 @@ def rewrite_csv(root, labels_by_id, problem):
     else:  # a decision-tree sum broken in question 4 of the last row
         rows[-1][header.index("Class4.2")] = repr(float(rows[-1][header.index("Class4.2")]) / 2 + 1e-3)
         expected = [f"GalaxyID {ids[-1]}", "question 4", "expected", "Class2.2"]
-    write_csv(root / "data" / "raw" / load_data.SOLUTIONS_CSV, header, rows)
+    write_csv(root / "data" / "raw" / paths.SOLUTIONS_CSV, header, rows)
     return expected
 
 
@@ -283,16 +287,16 @@ def test_bad_csv_is_named_and_nothing_is_written(raw_root, capsys, problem):
     assert run_main(create_train_ids, root, capsys)[0] == 0
     expected = rewrite_csv(root, labels_by_id, problem)
     status, _, err = run_main(create_solutions_train, root, capsys)
-    assert status == 1 and err.startswith("error: ") and load_data.SOLUTIONS_CSV in err
+    assert status == 1 and err.startswith("error: ") and paths.SOLUTIONS_CSV in err
     for text in expected:
         assert text in err
-    assert not load_data.solutions_train_path().exists() and leftovers(root / "data") == []
+    assert not paths.solutions_train_path().exists() and leftovers(root / "data") == []
 
 
 def test_blank_lines_are_skipped_and_counted_in_line_numbers(raw_root, capsys):
     root, labels_by_id = raw_root
     assert run_main(create_train_ids, root, capsys)[0] == 0
-    csv_path = root / "data" / "raw" / load_data.SOLUTIONS_CSV
+    csv_path = root / "data" / "raw" / paths.SOLUTIONS_CSV
     lines = csv_path.read_text().splitlines(keepends=True)
     csv_path.write_text("".join(lines[:2] + ["\n"] + lines[2:] + ["\n"]))
     assert run_main(create_solutions_train, root, capsys)[0] == 0
@@ -330,10 +334,10 @@ def test_real_sample_ids_and_labels(real_sample, tmp_path, capsys):
     root = tmp_path / "real"
     raw = root / "data" / "raw"
     raw.mkdir(parents=True)
-    for subset in load_data.SUBSETS:
-        folder = load_data.RAW_IMAGE_FOLDERS[subset]
+    for subset in paths.SUBSETS:
+        folder = paths.RAW_IMAGE_FOLDERS[subset]
         (raw / folder).symlink_to(real_sample / folder, target_is_directory=True)
-    (raw / load_data.SOLUTIONS_CSV).symlink_to(real_sample / "training_solutions_rev1_sample.csv")
+    (raw / paths.SOLUTIONS_CSV).symlink_to(real_sample / "training_solutions_rev1_sample.csv")
     assert run_main(create_train_ids, root, capsys)[0] == 0
     status, _, err = run_main(create_solutions_train, root, capsys)
     assert status == 0, err
@@ -365,15 +369,15 @@ def test_a_second_copy_is_refused_and_stale_temporaries_are_removed(raw_root, ca
     temporaries that a killed run left (a decoded cache's is the size of the cache) and builds the cache."""
     root, _ = raw_root
     assert run_main(create_train_ids, root, capsys)[0] == 0
-    load_data.set_root(root)
-    with load_data.take_lock(load_data.ram_dir() / "copy.lock", [], "held by the test"):
+    paths.set_root(root)
+    with files.take_lock(paths.ram_dir() / "copy.lock", [], "held by the test"):
         status, _, err = run_main(copy_data_to_shm, root, capsys, "--cache", "--workers", "1")
         assert status == 1 and "another copy_data_to_shm.py is writing here" in err
-    stale = [load_data.ram_dir() / f".{load_data.cache_path('train').name}.k1ll3d.tmp",
-             load_data.ram_images_dir("test") / f".{TEST_IDS[0]}.jpg.k1ll3d.tmp"]
+    stale = [paths.ram_dir() / f".{paths.cache_path('train').name}.k1ll3d.tmp",
+             paths.ram_images_dir("test") / f".{TEST_IDS[0]}.jpg.k1ll3d.tmp"]
     for path in stale:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"\0" * 1000)
     status, out, _ = run_main(copy_data_to_shm, root, capsys, "--cache", "--workers", "1")
     assert status == 0 and not any(path.exists() for path in stale) and out.count("removing") == 2
-    assert load_data.cache_path("train").exists()
+    assert paths.cache_path("train").exists()

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import decision_tree as dt
+from galaxyzoo import decision_tree as dt
 from helpers import tree_valid_labels
 
 # The method's table: answers per question and the column each question's answers sum to.

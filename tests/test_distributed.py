@@ -15,13 +15,15 @@ import numpy as np
 import pytest
 import torch
 
-import checkpoints
-import distributed
+from galaxyzoo import checkpoints
+from galaxyzoo import paths
+from galaxyzoo import records
+from galaxyzoo import distributed
 import load_data
 import predict_augmented_npy
-import realtime_augmentation as ra
-import torch_augmentation as ta
-import train
+from galaxyzoo import realtime_augmentation as ra
+from galaxyzoo import torch_augmentation as ta
+from galaxyzoo import train
 from helpers import PROJECT_DIR, WARP_TOLERANCE, isolation, make_tiny_root, tiny_recipe, torchrun, try_file_source
 
 MODEL_NAME = "try_tiny_distributed_model"
@@ -35,8 +37,6 @@ NO_DROPOUT_MODEL = '''
 
 import os
 import signal
-
-import torch
 
 SIGNAL_AT_CALL = int(os.environ.get("TEST_SIGTERM_RANK_1_AT_CALL", "0"))
 
@@ -61,7 +61,7 @@ def build_model():
             module.p = 0.0
     return model
 '''
-RECIPE_SOURCE = try_file_source(model_source="import convnet" + NO_DROPOUT_MODEL)
+RECIPE_SOURCE = try_file_source(model_source="from galaxyzoo import convnet" + NO_DROPOUT_MODEL)
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +81,7 @@ def run_and_load(recipe, root, *options):
 
 
 def load_checkpoint(root):
-    load_data.set_root(root)
+    paths.set_root(root)
     return checkpoints.load_checkpoint(checkpoints.checkpoint_path(MODEL_NAME))
 
 
@@ -98,24 +98,8 @@ def test_batch_share_splits_every_minibatch_in_rank_order():
         distributed.batch_share(16, 16, distributed.Ranks(0, 3))
 
 
-def test_run_rank_reports_expected_errors_with_the_rank_and_lets_others_through(capsys):
-    def failing(exc):
-        def work():
-            raise exc
-        return work
-
-    second_of_two = distributed.Ranks(1, 2, 1)
-    assert distributed.run_rank(lambda: None, second_of_two, ValueError) == 0
-    assert distributed.run_rank(failing(ValueError("bad image 42")), second_of_two, ValueError) == 1
-    assert capsys.readouterr().err == "error: rank 1: bad image 42\n"
-    assert distributed.run_rank(failing(ValueError("bad image 42")), distributed.Ranks(), ValueError) == 1
-    assert capsys.readouterr().err == "error: bad image 42\n"
-    with pytest.raises(KeyError):
-        distributed.run_rank(failing(KeyError("a bug")), second_of_two, ValueError)
-
-
 def test_rank_shares_and_device_views_match_random_chunks(setting):
-    load_data.set_root(setting["root"])
+    paths.set_root(setting["root"])
     ids, labels = load_data.load_ids("train"), load_data.load_solutions()
     options = dict(subset="train", chunk_size=8, num_chunks=2, seed=5, start_chunk=1, num_workers=0)
     expected = next(iter(ra.RandomChunks(ids, labels, **options)))
@@ -151,7 +135,7 @@ def test_two_ranks_train_like_one_process(setting):
     print(f"largest |2 ranks - 1 process| parameter difference {difference:.2e}")
     assert difference <= PARAMETER_TOLERANCE
     np.testing.assert_allclose(two_ranks["losses_train"], setting["single"]["losses_train"], rtol=1e-5)
-    assert (load_data.predictions_dir() / f"{MODEL_NAME}.csv.gz").exists()
+    assert (paths.predictions_dir() / f"{MODEL_NAME}.csv.gz").exists()
 
 
 @pytest.mark.slow
@@ -170,10 +154,10 @@ def test_sharded_prediction_writes_the_single_process_files(setting):
     root = setting["root"]
     options = ["--num-transforms", "2", "--device", "cpu", "--workers", "0", "--script", str(setting["script"])]
     assert predict_augmented_npy.main([MODEL_NAME, "--root", str(root), *options]) == 0
-    paths = [load_data.augmented_predictions_path(MODEL_NAME, split) for split in ("valid", "test")]
-    single = [load_data.load_gz(path) for path in paths]
+    written = [paths.augmented_predictions_path(MODEL_NAME, split) for split in ("valid", "test")]
+    single = [records.load_gz(path) for path in written]
     torchrun(PROJECT_DIR / "predict_augmented_npy.py", MODEL_NAME, "--root", str(root), *options)
-    for path, expected in zip(paths, single):
-        got = load_data.load_gz(path)
+    for path, expected in zip(written, single):
+        got = records.load_gz(path)
         assert got.shape == expected.shape
         np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)

@@ -7,7 +7,7 @@ import pytest
 import simplejpeg
 
 import blend_predictions
-import checkpoints
+from galaxyzoo import checkpoints
 import convert_npy_to_csv
 import copy_data_to_shm
 import create_solutions_train
@@ -16,7 +16,9 @@ import load_data
 import make_synthetic_data
 import predict_augmented_npy
 import score_predictions
-import train
+from galaxyzoo import train
+from galaxyzoo import paths
+from galaxyzoo import errors
 from helpers import (IMAGE_PROBLEMS, TINY_MODEL_NAME, corrupt_image, jpeg_claiming_size, make_tiny_root, read_only,
                      save_predictions, tiny_recipe)
 
@@ -45,10 +47,10 @@ def run_script(script, root, tmp_path):
     if script == "predict":
         return predict_augmented_npy.main(["try_tiny_test_model", *options, "--workers", "0"])
     if script == "convert":
-        return convert_npy_to_csv.main([str(load_data.augmented_predictions_dir("test") / "model_a.npy.gz"), *options])
+        return convert_npy_to_csv.main([str(paths.augmented_predictions_dir("test") / "model_a.npy.gz"), *options])
     if script == "score":
-        return score_predictions.main([str(load_data.augmented_predictions_dir("valid") / "model_a.npy.gz"),
-                                       "--subset", "valid", *options])
+        return score_predictions.main([str(paths.augmented_predictions_dir("valid") / "model_a.npy.gz"),
+                                       "--split", "valid", *options])
     return make_synthetic_data.main(["--root", str(root / "new"), "--num-train", "2", "--num-test", "1",
                                      "--workers", "1"])
 
@@ -63,11 +65,11 @@ UNWRITABLE = {"create_train_ids": "data", "create_solutions_train": "data", "cop
 @pytest.mark.parametrize("case", list(UNWRITABLE))
 def test_an_unwritable_output_folder_is_one_line_before_any_work(isolated, capsys, case):
     root = make_tiny_root(isolated / "root", num_train=20, num_test=2)
-    load_data.set_root(root)
+    paths.set_root(root)
     if case in ("blend", "convert", "score"):
         for split in ("valid", "test"):
             write_predictions(split)
-    folder = load_data.ram_dir() if UNWRITABLE[case] == "ram" else root / UNWRITABLE[case]
+    folder = paths.ram_dir() if UNWRITABLE[case] == "ram" else root / UNWRITABLE[case]
     with read_only(folder):
         before = files(root)
         status = run_script(case.split(" ")[0], root, isolated)
@@ -83,19 +85,19 @@ def test_a_missing_root_is_one_line_and_nothing_is_made(isolated, capsys, script
     """--root naming a folder that does not exist: refused in one line; no folder, lock or RAM copy is made (before,
     training and prediction made their lock folders under it, and copy_data_to_shm.py its lock in /dev/shm)."""
     root = isolated / "no-such-root"
-    load_data.set_root(root)
+    paths.set_root(root)
     status = run_script(script, root, isolated)
     err = capsys.readouterr().err
     assert status == 1 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert f"{root}: the project root (--root or $GALAXY_ROOT) does not exist" in err
-    assert not root.exists() and not load_data.ram_dir().exists()
+    assert not root.exists() and not paths.ram_dir().exists()
 
 
 @pytest.mark.parametrize("script, missing", [("train", "data/solutions_train.npy"), ("predict", "data/test_ids.npy"),
                                              ("copy_data_to_shm", "data/raw/images_test_rev1")])
 def test_a_missing_input_is_refused_before_any_lock_or_folder_is_made(isolated, capsys, script, missing):
     root = make_tiny_root(isolated / "root", num_train=20, num_test=2)
-    load_data.set_root(root)
+    paths.set_root(root)
     if script == "predict":  # a checkpoint to predict with
         train.main(tiny_recipe(isolated), ["--root", str(root), "--num-chunks", "1", "--workers", "0"])
         (root / "predictions").rename(isolated / "predictions-of-training")
@@ -106,7 +108,7 @@ def test_a_missing_input_is_refused_before_any_lock_or_folder_is_made(isolated, 
     status = run_script(script, root, isolated)
     err = capsys.readouterr().err
     assert status == 1 and len(err.strip().splitlines()) == 1 and target.name in err
-    assert files(root) == before and not load_data.ram_dir().exists()
+    assert files(root) == before and not paths.ram_dir().exists()
     assert not (root / "predictions").exists() and (script == "predict" or not (root / "analysis").exists())
 
 
@@ -114,9 +116,9 @@ def test_a_missing_input_is_refused_before_any_lock_or_folder_is_made(isolated, 
 @pytest.mark.parametrize("problem", IMAGE_PROBLEMS)
 def test_a_broken_image_stops_training_before_it_starts(isolated, capsys, problem, subset):
     root = make_tiny_root(isolated / "root", num_train=20, num_test=3)
-    load_data.set_root(root)
+    paths.set_root(root)
     bad_id = int(load_data.load_ids(subset)[-1])  # a test image is read only after training, a validation one later
-    expected = corrupt_image(load_data.raw_images_dir(subset), bad_id, problem)
+    expected = corrupt_image(paths.raw_images_dir(subset), bad_id, problem)
     if problem == "truncated":  # found from the file's end, without decoding it
         expected = "cut short"
     with pytest.raises(SystemExit) as exit_info:
@@ -131,6 +133,6 @@ def test_a_huge_image_is_refused_from_its_header_without_decoding(tmp_path, monk
     path.write_bytes(jpeg_claiming_size(12000, 12000))
     decoded = []
     monkeypatch.setattr(simplejpeg, "decode_jpeg", lambda *args, **kwargs: decoded.append(1))
-    with pytest.raises(load_data.DataError, match="image is 12000x12000, expected 424x424"):
+    with pytest.raises(errors.DataError, match="image is 12000x12000, expected 424x424"):
         load_data.decode_jpeg(path, 1)
     assert decoded == []

@@ -8,12 +8,12 @@ differ from one of those only in preprocessing, seed, or layer and filter sizes 
 import pytest
 import torch
 
-import checkpoints
-import decision_tree
-import realtime_augmentation as ra
-import source_params
-import stages
-import train
+from galaxyzoo import checkpoints
+from galaxyzoo import decision_tree
+from galaxyzoo import realtime_augmentation as ra
+from galaxyzoo import source_params
+from galaxyzoo import stages
+from galaxyzoo import train
 from helpers import PROJECT_DIR
 
 SCRIPTS = sorted(PROJECT_DIR.glob("try_*.py"))

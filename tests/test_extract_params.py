@@ -12,8 +12,10 @@ from scipy.optimize import brentq
 
 import extract_pysex_params as extract
 import load_data
-import source_params
+from galaxyzoo import source_params
 from helpers import PROJECT_DIR, make_tiny_root
+from galaxyzoo import paths
+from galaxyzoo import records
 
 SIZE = load_data.IMAGE_SIZE
 PARAM_SETS = {param_set.name: param_set for param_set in source_params.PARAM_SETS}
@@ -129,14 +131,14 @@ def make_linked_root(root, image_paths, blank_id):
 def real_run(real_sample, tmp_path_factory):
     """The script run (2 workers) on the first NUM_REAL_IMAGES labelled real images plus one black image.
     Returns (root, ids, {set name: array})."""
-    paths = sorted((real_sample / "images_train_rev1").glob("*.jpg"), key=lambda path: int(path.stem))[:NUM_REAL_IMAGES]
-    root, ids = make_linked_root(tmp_path_factory.mktemp("sep_root"), paths, blank_id=BLANK_ID)
+    image_files = sorted((real_sample / "images_train_rev1").glob("*.jpg"), key=lambda path: int(path.stem))[:NUM_REAL_IMAGES]
+    root, ids = make_linked_root(tmp_path_factory.mktemp("sep_root"), image_files, blank_id=BLANK_ID)
     try:
         assert extract.main(["--root", str(root), "--subsets", "train", "--workers", "2"]) == 0
-        arrays = {name: load_data.load_gz(source_params.target_path(param_set, "train"))
+        arrays = {name: records.load_gz(source_params.target_path(param_set, "train"))
                   for name, param_set in PARAM_SETS.items()}
     finally:
-        load_data.set_root(None)
+        paths.set_root(None)
     return root, ids, arrays
 
 
@@ -158,9 +160,9 @@ def test_real_output_shapes_and_blank_row(real_run):
 def test_real_rows_follow_id_order(real_run, isolated):
     """Rows written by the parallel run equal a direct measurement of the image with that ID."""
     root, ids, arrays = real_run
-    load_data.set_root(root)
+    paths.set_root(root)
     for index in (1, len(ids) // 2, len(ids) - 1):
-        direct = extract.measure_image((int(ids[index]), "train", "sep"))
+        direct = extract.measure_image((int(ids[index]), "train", "sep", paths.current()))
         for (row, _), param_set in zip(direct, source_params.PARAM_SETS):
             np.testing.assert_array_equal(arrays[param_set.name][index], row)
 
@@ -207,16 +209,16 @@ def test_unreadable_image_is_a_clear_error(isolated, capsys):
 def test_schema_names_the_files_extraction_writes(isolated):
     """demo.py skips step 3 when source_params.all_paths() exist: they must be exactly the files a run of the
     script writes (here on one black image per subset)."""
-    load_data.set_root(isolated)
-    for subset in load_data.SUBSETS:
-        images = load_data.raw_images_dir(subset)
+    paths.set_root(isolated)
+    for subset in paths.SUBSETS:
+        images = paths.raw_images_dir(subset)
         images.mkdir(parents=True)
         Image.fromarray(np.zeros((SIZE, SIZE, 3), np.uint8)).save(images / f"{BLANK_ID}.jpg")
-        np.save(load_data.ids_path(subset), np.array([BLANK_ID], dtype=np.int64))
+        np.save(paths.ids_path(subset), np.array([BLANK_ID], dtype=np.int64))
     assert extract.main(["--root", str(isolated), "--workers", "1"]) == 0
     looked_for = source_params.all_paths()
     written = set((isolated / "data").glob("pysex_params_*"))
-    assert written == set(looked_for) | {load_data.record_path(path) for path in looked_for} and len(looked_for) == 4
+    assert written == set(looked_for) | {records.record_path(path) for path in looked_for} and len(looked_for) == 4
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -229,7 +231,7 @@ def test_run_stopped_by_an_error_continues_from_the_images_measured(isolated, ca
     uninterrupted run."""
     make_tiny_root(isolated, num_train=12, num_test=1)
     assert extract.main(["--root", str(isolated), "--workers", "2", "--subsets", "train"]) == 0
-    clean = {p.name: load_data.load_gz(source_params.target_path(p, "train")) for p in source_params.PARAM_SETS}
+    clean = {p.name: records.load_gz(source_params.target_path(p, "train")) for p in source_params.PARAM_SETS}
     ids = load_data.load_ids("train")
     broken = load_data.image_path(ids[8], "train")
     good_bytes = broken.read_bytes()
@@ -245,17 +247,17 @@ def test_run_stopped_by_an_error_continues_from_the_images_measured(isolated, ca
     assert f"continuing after the {kept} images" in capsys.readouterr().out
     assert not extract.partial_path("train").exists()
     for param_set in source_params.PARAM_SETS:
-        np.testing.assert_array_equal(load_data.load_gz(source_params.target_path(param_set, "train")),
+        np.testing.assert_array_equal(records.load_gz(source_params.target_path(param_set, "train")),
                                       clean[param_set.name])
 
 
 def test_partial_results_of_another_backend_are_not_used(isolated, capsys):
     make_tiny_root(isolated, num_train=3, num_test=1)
-    load_data.set_root(isolated)
+    paths.set_root(isolated)
     extract.save_partial("train", "sextractor", load_data.load_ids("train"), [[([1.0] * 6, None), ([1.0] * 9, None)]])
     assert extract.main(["--root", str(isolated), "--workers", "1", "--subsets", "train"]) == 0
     assert "made by another backend or for other images" in capsys.readouterr().out
-    assert (load_data.load_gz(source_params.target_path(source_params.GEN2, "train"))[0] != 1.0).any()
+    assert (records.load_gz(source_params.target_path(source_params.GEN2, "train"))[0] != 1.0).any()
 
 
 @pytest.mark.slow

@@ -10,9 +10,10 @@ import sys
 
 import pytest
 
-import checkpoints
-import load_data
-import parallel
+from galaxyzoo import paths
+from galaxyzoo import runner
+from galaxyzoo import checkpoints
+from galaxyzoo import parallel
 from helpers import PROJECT_DIR, TINY_MODEL_NAME, make_tiny_root, tiny_recipe
 
 # Runs SCRIPT as __main__ with ARGV after wrapping, for each (MODULE, NAME, ON_CALL, SIGNALS, BEFORE) of POINTS,
@@ -67,7 +68,7 @@ def interrupted_run(script, argv, *points):
 
 def assert_one_line_stop(status, err, words, root):
     last = err.strip().splitlines()[-1]
-    assert status == load_data.INTERRUPTED and "Traceback" not in err, err[-3000:]
+    assert status == runner.INTERRUPTED and "Traceback" not in err, err[-3000:]
     assert last.startswith("stopped") and words in last, last
     assert not [path for path in root.rglob("*.tmp")]
 
@@ -96,7 +97,7 @@ def test_a_second_ctrl_c_while_the_validation_views_are_prepared(root, isolated)
 @pytest.mark.slow
 def test_ctrl_c_during_the_final_predictions(root, isolated):
     status, err = interrupted_training(root, isolated, ("train", "write_test_predictions", 1, 1, False))
-    load_data.set_root(root)
+    paths.set_root(root)
     assert_one_line_stop(status, err, f"the last checkpoint, {checkpoints.checkpoint_path(TINY_MODEL_NAME)}", root)
 
 
@@ -121,8 +122,8 @@ def test_ctrl_c_while_the_cache_is_built(root):
     status, err = interrupted_run(PROJECT_DIR / "copy_data_to_shm.py",
                                   ["--root", str(root), "--subsets", "train", "--cache", "--workers", "2"],
                                   ("parallel", "imap_unordered", 1, 2, False))
-    assert_one_line_stop(status, err, "no cache is left half-written", load_data.ram_dir())
-    assert not load_data.cache_path("train").exists()
+    assert_one_line_stop(status, err, "no cache is left half-written", paths.ram_dir())
+    assert not paths.cache_path("train").exists()
 
 
 def report_sigint_handler(results):

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-import convnet
-import decision_tree
+from galaxyzoo import convnet
+from galaxyzoo import decision_tree
 import layers
 
 

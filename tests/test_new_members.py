@@ -7,14 +7,16 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-import backbones
+from galaxyzoo import backbones
 import blend_predictions
-import checkpoints
-import decision_tree
+from galaxyzoo import checkpoints
+from galaxyzoo import decision_tree
 import load_data
 import predict_augmented_npy
-import train
+from galaxyzoo import train
 from helpers import PROJECT_DIR, make_tiny_root
+from galaxyzoo import paths
+from galaxyzoo import records
 
 BEST = "try_convnet_cc_multirotflip_3x69r45_maxout2048_extradense"
 SHORT = ["--workers", "0", "--chunk-size", "4", "--batch-size", "2", "--max-valid", "2"]
@@ -23,14 +25,14 @@ SHORT = ["--workers", "0", "--chunk-size", "4", "--batch-size", "2", "--max-vali
 def train_member(name, root, *options):
     recipe = vars(checkpoints.import_try_script(name, PROJECT_DIR / f"{name}.py"))
     train.main(recipe, ["--root", str(root), *SHORT, *options])
-    load_data.set_root(root)
+    paths.set_root(root)
     return checkpoints.load_checkpoint(checkpoints.checkpoint_path(name))
 
 
 def predict(name, root):
     assert predict_augmented_npy.main([name, "--root", str(root), "--transform-set", "rot8flip",
                                        "--num-transforms", "2", "--workers", "0", "--device", "cpu"]) == 0
-    return load_data.load_gz(load_data.augmented_predictions_path(name, "valid"))
+    return records.load_gz(paths.augmented_predictions_path(name, "valid"))
 
 
 @pytest.fixture

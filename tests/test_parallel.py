@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-import parallel
+from galaxyzoo import parallel
 from helpers import PROJECT_DIR, one_megabyte
 
 TIMEOUT_SECONDS = 120  # 30 attempts take about 3 s
@@ -19,7 +19,7 @@ TIMEOUT_SECONDS = 120  # 30 attempts take about 3 s
 FAIL_WHILE_OTHERS_SEND = """
 import sys
 sys.path[:0] = [{project!r}, {tests!r}]
-import parallel
+from galaxyzoo import parallel
 from helpers import one_megabyte
 if __name__ == "__main__":
     for attempt in range({attempts}):
@@ -66,7 +66,7 @@ def test_a_failure_reaches_the_caller_with_its_message():
 
 WORKERS_OF_A_KILLED_PARENT = """
 import sys, time
-import parallel
+from galaxyzoo import parallel
 
 def nap(seconds):
     time.sleep(seconds)

@@ -5,11 +5,11 @@ import math
 import pytest
 import torch
 
-import checkpoints
-import load_data
-import precision
-import train
+from galaxyzoo import checkpoints
+from galaxyzoo import precision
+from galaxyzoo import train
 from helpers import TINY_MODEL_NAME, make_tiny_root, tiny_recipe
+from galaxyzoo import paths
 
 SWITCHES = ("matmul", "cudnn")
 
@@ -49,7 +49,7 @@ def test_bf16_autocast_trains_on_the_cpu_close_to_fp32(isolated):
         (isolated / amp).mkdir()
         recipe = tiny_recipe(isolated / amp)
         train.main(recipe, ["--root", str(root), "--num-chunks", "3", "--workers", "0", "--fresh", "--amp", amp])
-        load_data.set_root(root)
+        paths.set_root(root)
         losses[amp] = checkpoints.load_checkpoint(checkpoints.checkpoint_path(TINY_MODEL_NAME))["losses_train"]
     print(f"train RMSE per chunk: fp32 {losses['off']}, bf16 {losses['bf16']}")
     assert len(losses["bf16"]) == 3 and all(math.isfinite(loss) for loss in losses["bf16"])

@@ -6,12 +6,16 @@ import pytest
 import torch
 from PIL import Image
 
-import checkpoints
-import decision_tree
+from galaxyzoo import checkpoints
+from galaxyzoo import recipe
+from galaxyzoo import decision_tree
 import load_data
 import predict_augmented_npy
-import realtime_augmentation as ra
+from galaxyzoo import realtime_augmentation as ra
 from helpers import TINY_MODEL_NAME, corrupt_image, make_tiny_root, tiny_model, tiny_recipe
+from galaxyzoo import paths
+from galaxyzoo import records
+from galaxyzoo import files
 
 ZOOMS = (1 / 1.2, 1.0, 1.2)
 ANGLES = np.arange(10) * 36.0
@@ -134,7 +138,7 @@ def use_stand_in(monkeypatch, make_model, loaded=None):
     def load_stand_in(name, device="cpu", script=None):
         if loaded is not None:
             loaded.append(name)
-        return make_model(), checkpoints.with_defaults({"PREPROCESSING": None})
+        return make_model(), recipe.Recipe().config()
 
     monkeypatch.setattr(checkpoints, "load_trained", load_stand_in)
     path = checkpoints.checkpoint_path("stand_in")
@@ -146,13 +150,13 @@ def test_end_to_end_on_a_tiny_root(isolated, monkeypatch, capsys):
     root = make_tiny_root(isolated / "root", num_train=20, num_test=3, galaxy_image=smooth_random_galaxy)
     model = StandInModel(seed=1)
     loaded = []
-    load_data.set_root(root)
+    paths.set_root(root)
     use_stand_in(monkeypatch, lambda: model, loaded)
     assert predict_augmented_npy.main(["stand_in", "--root", str(root), "--num-transforms", "3",
                                        "--device", "cpu", "--batch-size", "4", "--workers", "1"]) == 0
-    valid_path = load_data.augmented_predictions_path("stand_in", "valid")
-    test_path = load_data.augmented_predictions_path("stand_in", "test")
-    valid, test = load_data.load_gz(valid_path), load_data.load_gz(test_path)
+    valid_path = paths.augmented_predictions_path("stand_in", "valid")
+    test_path = paths.augmented_predictions_path("stand_in", "test")
+    valid, test = records.load_gz(valid_path), records.load_gz(test_path)
     assert not list(valid_path.parent.parent.glob("*/*.partial*.npz"))  # removed once the files are written
     train_ids, test_ids = load_data.load_ids("train"), load_data.load_ids("test")
     valid_idx = load_data.train_valid_split(len(train_ids))[1]
@@ -190,14 +194,14 @@ def test_end_to_end_from_a_saved_checkpoint(isolated):
     --script), the path given with --script is."""
     root = make_tiny_root(isolated / "root", num_train=10, num_test=2, galaxy_image=smooth_random_galaxy)
     script = tiny_recipe(isolated)["__file__"]
-    load_data.set_root(root)
+    paths.set_root(root)
     checkpoints.save_checkpoint(checkpoints.checkpoint_path(TINY_MODEL_NAME),
                                 dict(model=tiny_model(seed=0).state_dict(), script=str(script),
                                      config={"PREPROCESSING": None}, data=checkpoints.data_stamp()))
     options = [TINY_MODEL_NAME, "--root", str(root), "--num-transforms", "2", "--device", "cpu", "--workers", "1"]
     assert predict_augmented_npy.main(options) == 1
     assert predict_augmented_npy.main([*options, "--script", str(script)]) == 0
-    test = load_data.load_gz(load_data.augmented_predictions_path(TINY_MODEL_NAME, "test"))
+    test = records.load_gz(paths.augmented_predictions_path(TINY_MODEL_NAME, "test"))
     assert test.shape == (2, 37) and np.isfinite(test).all() and (test >= 0).all() and (test <= 1).all()
     assert not decision_tree.tree_violations(test, tol=1e-5)
 
@@ -207,7 +211,7 @@ def test_interrupted_averaging_continues_where_it_stopped(isolated, monkeypatch)
     images; the rerun with the same key predicts only the other 12 and ends equal to an uninterrupted run; a
     rerun with another key starts over."""
     root = make_tiny_root(isolated / "root", num_train=4, num_test=20, galaxy_image=smooth_random_galaxy)
-    load_data.set_root(root)
+    paths.set_root(root)
     model, ids, transforms = StandInModel(seed=1), load_data.load_ids("test"), ra.tta_transforms()
     options = dict(device=torch.device("cpu"), workers=0, progress=False)
     uninterrupted, _ = predict_augmented_npy.predict_augmented(model, ids, "test", transforms, None, **options)
@@ -243,39 +247,39 @@ def test_predictions_that_are_not_numbers_are_never_written(isolated, monkeypatc
         def forward(self, views, normalise=True):
             return super().forward(views) * float("nan")
 
-    load_data.set_root(root)
+    paths.set_root(root)
     use_stand_in(monkeypatch, NaNModel)
     assert predict_augmented_npy.main(["stand_in", "--root", str(root), "--num-transforms", "2", "--device", "cpu",
                                        "--workers", "0"]) == 1
     err = capsys.readouterr().err
     assert "stand_in's valid predictions (not written)" in err and "is not a number within [0, 1]" in err
-    assert not load_data.augmented_predictions_path("stand_in", "valid").exists()
+    assert not paths.augmented_predictions_path("stand_in", "valid").exists()
 
 
 def test_a_broken_test_image_stops_prediction_before_it_starts(isolated, monkeypatch, capsys):
     """Checked from its header and end before the validation images are predicted (before: found after them)."""
     root = make_tiny_root(isolated / "root", num_train=20, num_test=3)
-    load_data.set_root(root)
+    paths.set_root(root)
     bad_id = int(load_data.load_ids("test")[-1])
-    expected = corrupt_image(load_data.raw_images_dir("test"), bad_id, "wrong size")
+    expected = corrupt_image(paths.raw_images_dir("test"), bad_id, "wrong size")
     use_stand_in(monkeypatch, StandInModel)
     assert predict_augmented_npy.main(["stand_in", "--root", str(root), "--num-transforms", "2", "--device", "cpu",
                                        "--workers", "0"]) == 1
     captured = capsys.readouterr()
     assert expected in captured.err and f"GalaxyID {bad_id}" in captured.err and "valid:" not in captured.err
-    assert not load_data.augmented_predictions_path("stand_in", "valid").exists()
+    assert not paths.augmented_predictions_path("stand_in", "valid").exists()
 
 
 def test_a_second_prediction_run_of_a_model_is_refused_and_stale_temporaries_are_removed(isolated, monkeypatch,
                                                                                             capsys):
     root = make_tiny_root(isolated / "root", num_train=20, num_test=3)
-    load_data.set_root(root)
+    paths.set_root(root)
     use_stand_in(monkeypatch, StandInModel)
     options = ["stand_in", "--root", str(root), "--num-transforms", "2", "--device", "cpu", "--workers", "0"]
-    with load_data.take_lock(load_data.predictions_dir() / "augmented" / "stand_in.lock", [], "held by the test"):
+    with files.take_lock(paths.predictions_dir() / "augmented" / "stand_in.lock", [], "held by the test"):
         assert predict_augmented_npy.main(options) == 1
         assert "another prediction run of stand_in" in capsys.readouterr().err
-    path = load_data.augmented_predictions_path("stand_in", "test")
+    path = paths.augmented_predictions_path("stand_in", "test")
     stale = path.with_name(f".{path.name}.k1ll3d.tmp")
     stale.parent.mkdir(parents=True)
     stale.write_bytes(b"\0" * 1000)
@@ -287,7 +291,7 @@ def test_a_rerun_keeps_a_split_already_written_from_the_same_checkpoint(isolated
     """A run stopped in the test split, rerun, does not predict the validation split again (60 transforms of it take
     hours on a CPU); a split written from another checkpoint or other transforms is predicted again."""
     root = make_tiny_root(isolated / "root", num_train=20, num_test=3)
-    load_data.set_root(root)
+    paths.set_root(root)
     predicted = []
 
     class CountingModel(StandInModel):
@@ -298,8 +302,8 @@ def test_a_rerun_keeps_a_split_already_written_from_the_same_checkpoint(isolated
     use_stand_in(monkeypatch, CountingModel)
     options = ["stand_in", "--root", str(root), "--num-transforms", "2", "--device", "cpu", "--workers", "0"]
     assert predict_augmented_npy.main(options) == 0
-    valid_path, test_path = (load_data.augmented_predictions_path("stand_in", split) for split in ("valid", "test"))
-    valid = load_data.load_gz(valid_path)
+    valid_path, test_path = (paths.augmented_predictions_path("stand_in", split) for split in ("valid", "test"))
+    valid = records.load_gz(valid_path)
     num_valid, num_test = len(valid), len(load_data.load_ids("test"))
     assert sum(predicted) == 2 * (num_valid + num_test)
 
@@ -308,7 +312,7 @@ def test_a_rerun_keeps_a_split_already_written_from_the_same_checkpoint(isolated
     capsys.readouterr()
     assert predict_augmented_npy.main(options) == 0
     assert sum(predicted) == 2 * num_test and f"{valid_path}: kept" in capsys.readouterr().out
-    np.testing.assert_array_equal(load_data.load_gz(valid_path), valid)
+    np.testing.assert_array_equal(records.load_gz(valid_path), valid)
 
     predicted.clear()
     assert predict_augmented_npy.main([*options[:4], "3", *options[5:]]) == 0  # other transforms: both again

@@ -12,10 +12,13 @@ import pytest
 
 import extract_pysex_params as extract
 import load_data
-import parallel
-import realtime_augmentation as ra
-import source_params
-import sextractor
+from galaxyzoo import parallel
+from galaxyzoo import realtime_augmentation as ra
+from galaxyzoo import source_params
+from galaxyzoo import sextractor
+from galaxyzoo import paths
+from galaxyzoo import records
+from galaxyzoo import errors
 
 IMAGE_FOLDERS = {"train": ("images_train_rev1", "images_train_unlabelled"), "test": ("images_test_rev1",)}
 REQUIRED_SHARE = 0.97  # centre within 1 px and Petrosian radius within 5%, per parameter set
@@ -85,7 +88,7 @@ def test_sep_backend_reproduces_the_published_parameters(real_sample):
 def test_sextractor_backend_reproduces_the_published_parameters(real_sample):
     try:
         sextractor.find_program()
-    except load_data.DataError:
+    except errors.DataError:
         pytest.skip("the SExtractor program is not installed (apt-get install source-extractor)")
     shares = agreement(published(real_sample), "sextractor", stride=SEXTRACTOR_STRIDE)
     for param_set in source_params.PARAM_SETS:
@@ -114,23 +117,23 @@ def test_original_parameter_files_are_read_as_they_are(isolated, monkeypatch):
     """Files in the original's format dropped into data/ are what training and prediction read: every column of
     every file, and the centring the pysex members apply. They have no record, and are read only for the IDs they
     were made for (here the IDs of this test stand for the competition's)."""
-    load_data.set_root(isolated)
-    load_data.data_dir().mkdir()
+    paths.set_root(isolated)
+    paths.data_dir().mkdir()
     rng = np.random.default_rng(0)
     ids = {"train": np.array([100008, 100023, 100053], dtype=np.int64),
            "test": np.array([100018, 100037], dtype=np.int64)}
     arrays = {}
     for subset, subset_ids in ids.items():
-        np.save(load_data.ids_path(subset), subset_ids)
+        np.save(paths.ids_path(subset), subset_ids)
         for param_set in source_params.PARAM_SETS:
             array = rng.uniform(5.0, 250.0, (len(subset_ids), len(param_set.columns)))
             write_original_format(source_params.target_path(param_set, subset), array)
             arrays[param_set.name, subset] = array
     with gzip.open(source_params.target_path(source_params.GEN2, "train"), "rb") as file:
         assert file.read(8) == b"\x93NUMPY\x01\x00"  # the layout the original's files have
-    with pytest.raises(load_data.DataError, match="no record of what it was made from.*competition's own train"):
+    with pytest.raises(errors.DataError, match="no record of what it was made from.*competition's own train"):
         source_params.load_columns(source_params.GEN2, "train", ids["train"])
-    monkeypatch.setattr(source_params, "KAGGLE_IDS", {subset: load_data.ids_stamp(subset_ids)
+    monkeypatch.setattr(source_params, "KAGGLE_IDS", {subset: records.ids_stamp(subset_ids)
                                                       for subset, subset_ids in ids.items()})
     for (name, subset), array in arrays.items():
         param_set = next(p for p in source_params.PARAM_SETS if p.name == name)
@@ -145,5 +148,5 @@ def test_original_parameter_files_are_read_as_they_are(isolated, monkeypatch):
 
 def test_the_competition_ids_are_those_of_the_real_data(real_sample):
     """source_params.KAGGLE_IDS, for which files without a record are read, are the stamps of the real ID lists."""
-    for subset in load_data.SUBSETS:
-        assert load_data.ids_stamp(np.load(real_sample / f"{subset}_ids.npy")) == source_params.KAGGLE_IDS[subset]
+    for subset in paths.SUBSETS:
+        assert records.ids_stamp(np.load(real_sample / f"{subset}_ids.npy")) == source_params.KAGGLE_IDS[subset]

@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import convnet
+from galaxyzoo import convnet
 import load_data
-import realtime_augmentation as ra
-import recipe
-import stages
-import train
+from galaxyzoo import realtime_augmentation as ra
+from galaxyzoo import recipe
+from galaxyzoo import stages
+from galaxyzoo import train
 from helpers import PROJECT_DIR, TINY_MODEL_NAME, tiny_recipe, tiny_settings, try_file_source
 
 SPEC = Path(os.environ.get("GALAXY_SPEC", PROJECT_DIR.parent / "shared" / "SPEC.md"))
@@ -83,7 +83,7 @@ def test_show_recipe_says_where_each_value_came_from(tmp_path, monkeypatch, caps
     line; nothing else runs (no root is read or made)."""
     monkeypatch.syspath_prepend(str(tmp_path))
     tiny_recipe(tmp_path, try_file_source(tiny_settings(COLOUR_STD=0.25)), "try_tiny_parent")
-    child = tiny_recipe(tmp_path, '"""A child."""\nfrom try_tiny_parent import *  # noqa\nimport train\n\nSEED = 5\n'
+    child = tiny_recipe(tmp_path, '"""A child."""\nfrom try_tiny_parent import *  # noqa\nfrom galaxyzoo import train\n\nSEED = 5\n'
                                   '\nif __name__ == "__main__":\n    train.main(globals())\n', "try_tiny_child")
     train.main(child, ["--show-recipe", "--batch-size", "8", "--num-chunks", "25", "--root", str(tmp_path / "none")])
     lines = {line.split("=")[0].strip(): line for line in capsys.readouterr().out.splitlines() if " = " in line}

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import blend_predictions
-import checkpoints
+from galaxyzoo import checkpoints
 import convert_npy_to_csv
 import copy_data_to_shm
 import create_solutions_train
@@ -15,9 +15,12 @@ import extract_pysex_params
 import load_data
 import make_synthetic_data
 import score_predictions
-import source_params
-import train
+from galaxyzoo import source_params
+from galaxyzoo import train
 from helpers import TINY_MODEL_NAME, save_predictions, save_recorded, tiny_recipe
+from galaxyzoo import paths
+from galaxyzoo import records
+from galaxyzoo import errors
 
 NUM_TRAIN, NUM_TEST = 20, 4
 
@@ -28,7 +31,7 @@ def data_root(isolated, capsys):
     root = isolated / "root"
     assert make_synthetic_data.main(["--root", str(root), "--num-train", str(NUM_TRAIN), "--num-test", str(NUM_TEST),
                                      "--workers", "1"]) == 0
-    load_data.set_root(root)
+    paths.set_root(root)
     rerun_data_steps()
     capsys.readouterr()
     return root
@@ -45,7 +48,7 @@ def refusal(call, capsys):
     capsys.readouterr()
     try:
         status = call()
-    except load_data.DataError as exc:
+    except errors.DataError as exc:
         return str(exc)
     except SystemExit as exc:  # train.main exits with the status
         status = exc.code
@@ -61,7 +64,7 @@ NEW_ID = 999_999
 def swap_one_training_image():
     """Replace one training galaxy by another one (same count): remove the first image, add a copy of the second under
     the GalaxyID NEW_ID. Returns (removed ID, copied ID)."""
-    folder = load_data.raw_images_dir("train")
+    folder = paths.raw_images_dir("train")
     first, second = (int(g) for g in load_data.load_ids("train")[:2])
     (folder / f"{first}.jpg").unlink()
     shutil.copyfile(folder / f"{second}.jpg", folder / f"{NEW_ID}.jpg")
@@ -72,11 +75,11 @@ def swap_one_training_image():
 def relabel(copied):
     """Rewrite the label CSV for the training images in the folder now: the rows of removed images dropped, NEW_ID
     labelled as the galaxy it copies."""
-    csv = load_data.solutions_csv_path()
+    csv = paths.solutions_csv_path()
     header, *rows = csv.read_text().splitlines()
     by_id = {int(row.split(",")[0]): row for row in rows}
     by_id[NEW_ID] = str(NEW_ID) + by_id[copied][by_id[copied].index(","):]
-    present = sorted(int(path.stem) for path in load_data.raw_images_dir("train").glob("*.jpg"))
+    present = sorted(int(path.stem) for path in paths.raw_images_dir("train").glob("*.jpg"))
     csv.write_text("\n".join([header] + [by_id[g] for g in present]) + "\n")
 
 
@@ -99,7 +102,7 @@ def test_labels_are_refused_when_the_ids_or_the_csv_changed(data_root, capsys):
     assert create_solutions_train.main([]) == 0
     assert load_data.load_solutions().shape == (NUM_TRAIN, 37)
 
-    csv = load_data.solutions_csv_path()
+    csv = paths.solutions_csv_path()
     csv.write_text(csv.read_text() + "\n")  # any edit, even one that changes no label
     message = refusal(lambda: load_data.load_solutions(), capsys)
     assert f"made from other label file ({csv})" in message
@@ -107,16 +110,16 @@ def test_labels_are_refused_when_the_ids_or_the_csv_changed(data_root, capsys):
 
 
 def test_a_labels_file_replaced_by_hand_or_a_damaged_record_is_refused(data_root, capsys):
-    path = load_data.solutions_train_path()
+    path = paths.solutions_train_path()
     labels = np.load(path)
     np.save(path, labels[::-1])  # the same shape: before, accepted as it was
     message = refusal(lambda: load_data.load_solutions(), capsys)
     assert "not the file its record solutions_train.npy.record.json describes" in message
     for damaged in ("", "{", "[]", '{"file": 1, "inputs": {}}', '{"file": {}, "inputs": []}',
                     '{"file": {}, "inputs": {"a": {"path": 3}}}'):
-        load_data.record_path(path).write_text(damaged)
+        records.record_path(path).write_text(damaged)
         assert "unreadable record" in refusal(lambda: load_data.load_solutions(), capsys), damaged
-    load_data.record_path(path).unlink()
+    records.record_path(path).unlink()
     assert "no record of what it was made from" in refusal(lambda: load_data.load_solutions(), capsys)
 
 
@@ -138,12 +141,12 @@ def test_the_decoded_cache_and_the_ram_copy_are_refused_after_an_image_changed(d
     # the same names, one image's content changed (rewritten): the cache is stale, the RAM copy too until recopied
     assert copy_data_to_shm.main(["--cache", "--workers", "1", "--subsets", "train"]) == 0
     second_id = load_data.load_ids("train")[1]
-    raw_file = load_data.raw_images_dir("train") / f"{second_id}.jpg"
-    raw_file.write_bytes((load_data.raw_images_dir("train") / "999999.jpg").read_bytes())
+    raw_file = paths.raw_images_dir("train") / f"{second_id}.jpg"
+    raw_file.write_bytes((paths.raw_images_dir("train") / "999999.jpg").read_bytes())
     load_data.forget_cached()
     message = refusal(lambda: load_data.load_image_uint8(second_id), capsys)
     assert "uint8.npy: made from other images" in message
-    load_data.cache_path("train").unlink()
+    paths.cache_path("train").unlink()
     load_data.forget_cached()
     message = refusal(lambda: load_data.load_image_uint8(second_id), capsys)
     assert "RAM copy" in message and "copy_data_to_shm.py again" in message
@@ -153,7 +156,7 @@ def test_the_decoded_cache_and_the_ram_copy_are_refused_after_an_image_changed(d
 
 def test_a_ram_copy_cut_short_or_with_extra_images_is_refused_and_a_rerun_mends_it(data_root, capsys):
     assert copy_data_to_shm.main(["--workers", "1", "--subsets", "test"]) == 0
-    in_ram = load_data.ram_images_dir("test")
+    in_ram = paths.ram_images_dir("test")
     copied = sorted(in_ram.glob("*.jpg"))
     copied[0].unlink()
     load_data.forget_cached()
@@ -171,8 +174,8 @@ def test_source_extraction_parameters_are_refused_for_other_images(data_root, ca
     assert extract_pysex_params.main(["--workers", "1", "--subsets", "test"]) == 0
     test_ids = load_data.load_ids("test")
     source_params.load_columns(source_params.GEN2, "test", test_ids)
-    image = load_data.raw_images_dir("test") / f"{test_ids[0]}.jpg"
-    image.write_bytes((load_data.raw_images_dir("test") / f"{test_ids[1]}.jpg").read_bytes())
+    image = paths.raw_images_dir("test") / f"{test_ids[0]}.jpg"
+    image.write_bytes((paths.raw_images_dir("test") / f"{test_ids[1]}.jpg").read_bytes())
     load_data.forget_cached()
     message = refusal(lambda: source_params.load_columns(source_params.EXTRA, "test", test_ids), capsys)
     assert "pysex_params_extra_test.npy.gz: made from other images" in message and "extract_pysex_params.py" in message
@@ -209,9 +212,9 @@ def test_predictions_and_blends_are_refused_when_what_they_came_from_changed(dat
     checkpoint = checkpoints.checkpoint_path("b")
     checkpoint.parent.mkdir(parents=True)
     checkpoint.write_bytes(b"the checkpoint the predictions were made from")
-    path = load_data.augmented_predictions_path("b", "valid")
-    load_data.save_gz(path, load_data.load_gz(path), "predict_augmented_npy.py", ids=load_data.ids_stamp(valid_ids),
-                      checkpoint=load_data.file_input(checkpoint))
+    path = paths.augmented_predictions_path("b", "valid")
+    records.save_gz(path, records.load_gz(path), "predict_augmented_npy.py", ids=records.ids_stamp(valid_ids),
+                      checkpoint=records.file_input(checkpoint))
     assert blend_predictions.main([]) == 0
     checkpoint.write_bytes(b"the checkpoint after more training")
     message = refusal(lambda: blend_predictions.main([]), capsys)
@@ -225,21 +228,21 @@ def test_predictions_and_blends_are_refused_when_what_they_came_from_changed(dat
     assert "augmented/test/a.npy.gz, which has changed since" in message
 
     # a prediction file of the validation split scored, or blended, as another split
-    valid_file = load_data.augmented_predictions_path("a", "valid")
-    message = refusal(lambda: score_predictions.main([str(valid_file), "--subset", "test"]), capsys)
+    valid_file = paths.augmented_predictions_path("a", "valid")
+    message = refusal(lambda: score_predictions.main([str(valid_file), "--split", "test"]), capsys)
     assert "made from other test IDs" in message
 
 
 def test_a_file_without_a_record_is_refused_unless_asked_for(data_root, capsys):
     test_ids = load_data.load_ids("test")
     made_elsewhere = data_root / "elsewhere.npy.gz"
-    load_data.save_gz(made_elsewhere, np.full((len(test_ids), 37), 0.25, dtype=np.float32))
+    records.save_gz(made_elsewhere, np.full((len(test_ids), 37), 0.25, dtype=np.float32))
     message = refusal(lambda: convert_npy_to_csv.main([str(made_elsewhere)]), capsys)
     assert "no record of what it was made from" in message and "--without-record" in message
     assert convert_npy_to_csv.main([str(made_elsewhere), "--without-record"]) == 0
 
     recorded = save_recorded(data_root / "recorded.npy.gz", np.full((len(test_ids), 37), 0.25), test_ids)
-    swap_test = load_data.raw_images_dir("test") / f"{test_ids[0]}.jpg"
+    swap_test = paths.raw_images_dir("test") / f"{test_ids[0]}.jpg"
     swap_test.rename(swap_test.with_name("999998.jpg"))
     assert create_train_ids.main([]) == 0
     message = refusal(lambda: convert_npy_to_csv.main([str(recorded)]), capsys)

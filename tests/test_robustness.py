@@ -14,17 +14,21 @@ import pytest
 import torch
 
 import blend_predictions
-import checkpoints
+from galaxyzoo import files
+from galaxyzoo import paths
+from galaxyzoo import records
+from galaxyzoo import runner
+from galaxyzoo import checkpoints
 import convert_npy_to_csv
 import copy_data_to_shm
 import create_solutions_train
 import create_train_ids
-import decision_tree
+from galaxyzoo import decision_tree
 import load_data
-import parallel
+from galaxyzoo import parallel
 import predict_augmented_npy
-import stages
-import train
+from galaxyzoo import stages
+from galaxyzoo import train
 from helpers import (TINY_MODEL_NAME, make_tiny_root, no_space_task, save_predictions, small_disk, tiny_model,
                      tiny_recipe)
 
@@ -39,7 +43,7 @@ def no_space(filename=None):
 def root(isolated):
     """A tiny project root, set as the current one."""
     path = make_tiny_root(isolated / "root", num_train=20, num_test=3)
-    load_data.set_root(path)
+    paths.set_root(path)
     return path
 
 
@@ -78,7 +82,7 @@ def test_training_without_room_for_its_checkpoint_is_refused_before_training(roo
     small_disk(monkeypatch, free=50_000)
     assert train_tiny(root, tmp_path) == 1
     err = one_error_line(capsys)
-    assert f"{load_data.analysis_dir()}: the checkpoint needs" in err and "but only 50.0 kB is free there" in err
+    assert f"{paths.analysis_dir()}: the checkpoint needs" in err and "but only 50.0 kB is free there" in err
     assert "chunk 1/" not in capsys.readouterr().out and not checkpoints.checkpoint_path(TINY_MODEL_NAME).exists()
 
 
@@ -128,7 +132,7 @@ def trained(root, tmp_path, capsys):
 
 def predict():
     """predict_augmented_npy.main for the tiny model trained under the current root; returns its exit status."""
-    script = load_data.root().parent / f"{TINY_MODEL_NAME}.py"  # where tiny_recipe wrote it
+    script = paths.root().parent / f"{TINY_MODEL_NAME}.py"  # where tiny_recipe wrote it
     return predict_augmented_npy.main([TINY_MODEL_NAME, "--script", str(script), "--num-transforms", "2",
                                        "--workers", "0", "--device", "cpu"])
 
@@ -146,21 +150,21 @@ def test_a_prediction_write_that_fails_keeps_the_predictions(trained, capsys, mo
     """The disk fills when the test split's file is written: one line, exit 1; the validation file is written, the
     test split's predictions are kept in its partial file, and the rerun writes them without predicting again
     (before: the predictions were lost with an OSError traceback)."""
-    real_save_gz = load_data.save_gz
+    real_save_gz = records.save_gz
 
     def full_for_test(path, *args, **kwargs):
         if "/test/" in str(path):
             raise no_space(str(path))
         return real_save_gz(path, *args, **kwargs)
 
-    monkeypatch.setattr(load_data, "save_gz", full_for_test)
+    monkeypatch.setattr(records, "save_gz", full_for_test)
     assert predict() == 1
     err = one_error_line(capsys)
-    test_path = load_data.augmented_predictions_path(TINY_MODEL_NAME, "test")
+    test_path = paths.augmented_predictions_path(TINY_MODEL_NAME, "test")
     assert f"{test_path}: cannot write the predictions (No space left on device)" in err
     assert f"the {len(load_data.load_ids('test'))} images predicted are kept" in err
-    assert load_data.augmented_predictions_path(TINY_MODEL_NAME, "valid").exists() and not test_path.exists()
-    monkeypatch.setattr(load_data, "save_gz", real_save_gz)
+    assert paths.augmented_predictions_path(TINY_MODEL_NAME, "valid").exists() and not test_path.exists()
+    monkeypatch.setattr(records, "save_gz", real_save_gz)
     predicted = []
     real_predict_views = predict_augmented_npy.predict_views
     monkeypatch.setattr(predict_augmented_npy, "predict_views",
@@ -184,7 +188,7 @@ def test_no_space_left_when_a_step_writes_is_one_line(root, capsys, monkeypatch,
     if script == "labels":  # the label CSV create_solutions_train.py reads
         ids, labels = load_data.load_ids("train"), np.load(root / "data" / "solutions_train.npy")
         rows = [",".join([str(galaxy_id), *map(repr, map(float, row))]) for galaxy_id, row in zip(ids, labels)]
-        (root / "data" / "raw" / load_data.SOLUTIONS_CSV).write_text(
+        (root / "data" / "raw" / paths.SOLUTIONS_CSV).write_text(
             "\n".join([",".join(decision_tree.CSV_HEADER), *rows]) + "\n")
     main = {"blend": blend_predictions.main, "labels": create_solutions_train.main, "ids": create_train_ids.main}[script]
     before = {path: path.read_bytes() for path in sorted(root.rglob("*")) if path.is_file()}
@@ -223,7 +227,7 @@ def test_an_oserror_raised_in_a_worker_is_one_line(capsys):
         with parallel.process_pool(1) as pool:
             list(parallel.imap_unordered(pool, no_space_task, ["/data/out.npy"]))
 
-    assert load_data.report_data_errors(work) == 1
+    assert runner.report_errors(work) == 1
     assert one_error_line(capsys) == "error: /data/out.npy: No space left on device; free some space there and run " \
                                      "the same command again"
 
@@ -233,7 +237,7 @@ def test_an_oserror_that_is_a_bug_keeps_its_traceback():
         raise OSError(errno.EBADF, os.strerror(errno.EBADF))
 
     with pytest.raises(OSError):
-        load_data.report_data_errors(work)
+        runner.report_errors(work)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -351,7 +355,7 @@ def test_a_checkpoint_without_a_digest_is_refused(trained, tmp_path, capsys):
 
 
 def test_a_galaxy_id_in_both_image_folders_is_refused(root, capsys):
-    train_folder, test_folder = load_data.raw_images_dir("train"), load_data.raw_images_dir("test")
+    train_folder, test_folder = paths.raw_images_dir("train"), paths.raw_images_dir("test")
     shared = sorted(train_folder.iterdir())[:2]
     for image in shared:
         shutil.copy(image, test_folder / image.name)
@@ -364,7 +368,7 @@ def test_a_galaxy_id_in_both_image_folders_is_refused(root, capsys):
 
 @pytest.mark.parametrize("main", [create_train_ids.main, copy_data_to_shm.main])
 def test_kaggles_folder_name_is_named_with_the_rename_to_make(root, capsys, main):
-    folder = load_data.raw_images_dir("train")
+    folder = paths.raw_images_dir("train")
     misnamed = folder.parent / "images_training_rev1"
     folder.rename(misnamed)
     assert main(["--root", str(root)]) == 1
@@ -373,18 +377,18 @@ def test_kaggles_folder_name_is_named_with_the_rename_to_make(root, capsys, main
 
 
 def test_convert_names_a_missing_file_and_refuses_an_array_of_text(root, capsys):
-    missing = load_data.predictions_dir() / "nothing.npy.gz"
+    missing = paths.predictions_dir() / "nothing.npy.gz"
     assert convert_npy_to_csv.main([str(missing), "--root", str(root)]) == 1
     assert one_error_line(capsys) == f"error: {missing}: file missing"
-    text = load_data.predictions_dir() / "text.npy.gz"
-    load_data.save_gz(text, np.full((len(load_data.load_ids("test")), 37), "a"))
+    text = paths.predictions_dir() / "text.npy.gz"
+    records.save_gz(text, np.full((len(load_data.load_ids("test")), 37), "a"))
     assert convert_npy_to_csv.main([str(text), "--root", str(root), "--without-record"]) == 1
     assert "predictions must be numbers, got an array of <U1" in one_error_line(capsys)
 
 
 @pytest.mark.parametrize("num_bytes, shown", [(1_600_000_000, "1.6 GB"), (1_617_984, "1.6 MB"), (539_328, "539.3 kB")])
 def test_sizes_are_shown_in_a_unit_that_keeps_their_digits(num_bytes, shown):
-    assert load_data.size_text(num_bytes) == shown
+    assert files.size_text(num_bytes) == shown
 
 
 def test_images_read_from_the_decoded_cache_are_said_so(root, capsys):
@@ -396,10 +400,10 @@ def test_images_read_from_the_decoded_cache_are_said_so(root, capsys):
 
 def test_remove_gives_the_ram_copy_back(root, capsys):
     assert copy_data_to_shm.main(["--root", str(root), "--cache", "--workers", "1"]) == 0
-    ram = load_data.ram_dir()
+    ram = paths.ram_dir()
     size = sum(path.stat().st_size for path in ram.rglob("*") if path.is_file())
     capsys.readouterr()
     assert copy_data_to_shm.main(["--root", str(root), "--remove"]) == 0
-    assert capsys.readouterr().out == f"removed {ram} ({load_data.size_text(size)})\n" and not ram.exists()
+    assert capsys.readouterr().out == f"removed {ram} ({files.size_text(size)})\n" and not ram.exists()
     assert copy_data_to_shm.main(["--root", str(root), "--remove"]) == 0
     assert "no RAM copy to remove" in capsys.readouterr().out

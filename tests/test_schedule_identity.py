@@ -11,10 +11,10 @@ import sys
 import pytest
 import torch
 
-import checkpoints
-import load_data
-import recipe
+from galaxyzoo import checkpoints
+from galaxyzoo import recipe
 from helpers import PROJECT_DIR, make_tiny_root, tiny_recipe
+from galaxyzoo import paths
 
 PREVIOUS_COMMIT = "41505ef554d23d28a88f7956083c61d2aae47ff9"  # the last commit with LEARNING_RATE_SCHEDULE
 BEST = "try_convnet_cc_multirotflip_3x69r45_maxout2048_extradense"
@@ -67,7 +67,7 @@ def test_the_best_model_trains_bit_identically_to_the_previous_code(isolated, tm
     later[1]["chunks"] -= 100
     settings = "\n".join(f"{name} = {best[name]!r}" for name in recipe.SETTING_NAMES if name in best and name != "STAGES")
     shifted = tiny_recipe(tmp_path, f'"""The best model, first boundary later."""\nfrom {BEST} import build_model\n'
-                          f'import train\n\n{settings}\nSTAGES = {later!r}\n\nif __name__ == "__main__":\n'
+                          f'from galaxyzoo import train\n\n{settings}\nSTAGES = {later!r}\n\nif __name__ == "__main__":\n'
                           f'    train.main(globals())\n', "try_shifted_boundary")
     assert train_with(PROJECT_DIR, tmp_path / "try_shifted_boundary.py", root) != before
     assert stages_of(shifted) == [19, 23, 25]
@@ -75,7 +75,7 @@ def test_the_best_model_trains_bit_identically_to_the_previous_code(isolated, tm
     # the previous code's checkpoint loads, its recipe read in today's form
     path = root / "analysis" / "final" / f"{BEST}.pt"
     path.write_bytes(previous_checkpoint)
-    load_data.set_root(root)
+    paths.set_root(root)
     model, config = checkpoints.load_trained(BEST)
     assert config["STAGES"][1]["restart"] is False and config["OPTIMIZER"] == dict(name="nesterov", momentum=0.9)
 

@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-import checkpoints
+from galaxyzoo import paths
+from galaxyzoo import checkpoints
 import load_data
-import stages
-import train
+from galaxyzoo import stages
+from galaxyzoo import train
 from helpers import TINY_MODEL_NAME, make_tiny_root, tiny_recipe, tiny_settings, torchrun, try_file_source
 
 STAGED_MODEL_SOURCE = '''import torch
@@ -57,7 +58,7 @@ RUN = ["--workers", "0"]
 
 def run(recipe, root, *options):
     train.main(recipe, ["--root", str(root), *RUN, *options])
-    load_data.set_root(root)
+    paths.set_root(root)
     return checkpoints.load_checkpoint(checkpoints.checkpoint_path(TINY_MODEL_NAME))
 
 

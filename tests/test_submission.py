@@ -7,18 +7,20 @@ import numpy as np
 import pytest
 
 import convert_npy_to_csv
-import decision_tree
+from galaxyzoo import decision_tree
 import load_data
 import score_predictions
-import submission
+from galaxyzoo import submission
 from helpers import make_tiny_root, save_recorded
+from galaxyzoo import paths
+from galaxyzoo import errors
 
 
 @pytest.fixture
 def label_root(isolated):
     """A tiny root of ID and label files (no images), set as the project root."""
     root = make_tiny_root(isolated / "root", num_train=50, num_test=8, galaxy_image=None)
-    load_data.set_root(root)
+    paths.set_root(root)
     return root
 
 
@@ -75,7 +77,7 @@ def test_bad_predictions_are_refused_and_no_file_is_left(tmp_path, problem, expe
     else:
         ids = np.array([3, 18, 17, 20])
     target = tmp_path / "out" / "sub.csv.gz"
-    with pytest.raises(load_data.DataError) as error:
+    with pytest.raises(errors.DataError) as error:
         submission.write_submission(target, ids, values)
     message = str(error.value)
     assert str(target) in message and all(word in message for word in expected_words), message
@@ -101,7 +103,7 @@ def test_bad_files_are_refused_by_the_reader(tmp_path, edit, expected_words):
     path = tmp_path / "s.csv"
     submission.write_submission(path, [3, 17], random_predictions(2))
     path.write_text("\n".join(edit(path.read_text().splitlines())) + "\n")
-    with pytest.raises(load_data.DataError) as error:
+    with pytest.raises(errors.DataError) as error:
         submission.read_submission(path)
     message = str(error.value)
     assert str(path) in message and all(word in message for word in expected_words), message
@@ -140,9 +142,9 @@ def test_score_against_synthetic_test_labels_and_the_validation_split(label_root
     save_recorded(npy, predictions, test_ids)
     assert score_predictions.main([str(npy), "--root", str(label_root)]) == 1  # no test labels yet
     err = capsys.readouterr().err
-    assert "not public" in err and "--subset valid" in err
+    assert "not public" in err and "--split valid" in err
 
-    submission.write_submission(load_data.synthetic_test_solutions_path(), test_ids, test_labels)
+    submission.write_submission(paths.synthetic_test_solutions_path(), test_ids, test_labels)
     assert convert_npy_to_csv.main([str(npy), "--root", str(label_root)]) == 0
     for path in (npy, label_root / "preds.csv.gz"):
         table = score_predictions.score_file(path, "test")
@@ -168,7 +170,7 @@ def test_score_against_synthetic_test_labels_and_the_validation_split(label_root
 
 def test_score_refuses_ids_that_are_not_the_labelled_ones(label_root, capsys):
     test_ids = np.load(label_root / "data" / "test_ids.npy")
-    submission.write_submission(load_data.synthetic_test_solutions_path(), test_ids,
+    submission.write_submission(paths.synthetic_test_solutions_path(), test_ids,
                                 random_predictions(len(test_ids)))
     wrong = label_root / "wrong.csv.gz"
     submission.write_submission(wrong, np.append(test_ids[1:], test_ids[-1] + 1), random_predictions(len(test_ids)))
@@ -186,7 +188,7 @@ def test_score_refuses_bad_numbers(label_root, capsys, value):
     predictions[1, 4] = value
     path = label_root / "bad.npy.gz"
     save_recorded(path, predictions, load_data.labelled_split().valid_ids)
-    assert score_predictions.main([str(path), "--subset", "valid", "--root", str(label_root)]) == 1
+    assert score_predictions.main([str(path), "--split", "valid", "--root", str(label_root)]) == 1
     err = capsys.readouterr().err
     assert str(path) in err and "row 1 (GalaxyID" in err and decision_tree.COLUMNS[4] in err
     assert not (label_root / "bad_scores.png").exists()

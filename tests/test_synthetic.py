@@ -7,10 +7,11 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-import decision_tree
+from galaxyzoo import decision_tree
 import load_data
 import make_synthetic_data
-import synthetic_galaxies
+from galaxyzoo import synthetic_galaxies
+from galaxyzoo import paths
 
 NUM_LEARNING_EXAMPLES, NUM_FIT = 300, 240
 pytestmark = pytest.mark.usefixtures("isolated")
@@ -64,22 +65,22 @@ def test_same_seed_same_bytes_different_seed_differs(tmp_path):
 
 def test_kaggle_layout_csvs_and_ids(tmp_path):
     assert render_synthetic_root(tmp_path, seed=0, num_train=20, num_test=10) == 0
-    load_data.set_root(tmp_path)
-    train = pd.read_csv(load_data.solutions_csv_path())
-    test = pd.read_csv(load_data.synthetic_test_solutions_path())
+    paths.set_root(tmp_path)
+    train = pd.read_csv(paths.solutions_csv_path())
+    test = pd.read_csv(paths.synthetic_test_solutions_path())
     for table, subset, count in ((train, "train", 20), (test, "test", 10)):
         assert tuple(table.columns) == decision_tree.CSV_HEADER
         ids = table["GalaxyID"].to_numpy()
         assert len(ids) == count and np.all(np.diff(ids) > 0)
         assert ids.min() >= 100000 and ids.max() <= 999999
-        on_disk = sorted(int(p.stem) for p in load_data.raw_images_dir(subset).glob("*.jpg"))
+        on_disk = sorted(int(p.stem) for p in paths.raw_images_dir(subset).glob("*.jpg"))
         assert on_disk == list(ids)
         labels = table.iloc[:, 1:].to_numpy()
         assert decision_tree.tree_violations(labels, 1e-5) == []
         assert labels.min() >= 0 and labels.max() <= 1
-        assert load_data.decode_jpeg(load_data.raw_images_dir(subset) / f"{ids[0]}.jpg").dtype == np.uint8
+        assert load_data.decode_jpeg(paths.raw_images_dir(subset) / f"{ids[0]}.jpg").dtype == np.uint8
     assert set(train["GalaxyID"]).isdisjoint(test["GalaxyID"])
-    first_line = load_data.solutions_csv_path().read_text().splitlines()[1]
+    first_line = paths.solutions_csv_path().read_text().splitlines()[1]
     assert all(len(value.split(".")[1]) == 6 for value in first_line.split(",")[1:])
 
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import load_data
-import realtime_augmentation as ra
-import torch_augmentation as ta
+from galaxyzoo import realtime_augmentation as ra
+from galaxyzoo import torch_augmentation as ta
 from helpers import WARP_TOLERANCE
 
 NUM_IMAGES = 6

@@ -15,14 +15,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import checkpoints
-import decision_tree
+from galaxyzoo import errors
+from galaxyzoo import paths
+from galaxyzoo import checkpoints
+from galaxyzoo import decision_tree
 import load_data
 import predict_augmented_npy
-import realtime_augmentation as ra
-from recipe import Recipe
-import stages
-import train
+from galaxyzoo import realtime_augmentation as ra
+from galaxyzoo.recipe import Recipe
+from galaxyzoo import stages
+from galaxyzoo import train
 from helpers import (PROJECT_DIR, TINY_MODEL_NAME, make_tiny_root, tiny_model, tiny_model_source, tiny_recipe,
                      tiny_settings, tree_valid_labels, try_file_source, write_labels)
 
@@ -37,7 +39,7 @@ def recipe(tmp_path):
 
 def run_training(recipe, root, *options):
     train.main(recipe, ["--root", str(root), *SHORT_RUN, *options])
-    load_data.set_root(root)
+    paths.set_root(root)
     return checkpoints.load_checkpoint(checkpoints.checkpoint_path(TINY_MODEL_NAME))
 
 
@@ -89,7 +91,7 @@ def test_interrupted_run_resumes_to_the_same_parameters(isolated, recipe, monkey
     uninterrupted = run_training(recipe, root)
     curve = train.learning_curve_path(TINY_MODEL_NAME)
     assert curve.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    csv_path = load_data.predictions_dir() / f"{TINY_MODEL_NAME}.csv.gz"
+    csv_path = paths.predictions_dir() / f"{TINY_MODEL_NAME}.csv.gz"
     with gzip.open(csv_path, "rt") as f:
         rows = list(csv.reader(f))
     assert tuple(rows[0]) == decision_tree.CSV_HEADER
@@ -118,7 +120,7 @@ def test_interrupted_run_resumes_to_the_same_parameters(isolated, recipe, monkey
         assert torch.equal(resumed["model"][name], tensor), name
     assert resumed["losses_train"] == uninterrupted["losses_train"]
 
-    with pytest.raises(load_data.DataError, match="--script PATH"):  # the checkpoint's script path is not imported
+    with pytest.raises(errors.DataError, match="--script PATH"):  # the checkpoint's script path is not imported
         checkpoints.load_trained(TINY_MODEL_NAME)
     model, config = checkpoints.load_trained(TINY_MODEL_NAME, script=recipe["__file__"])
     assert not model.training and config["NUM_CHUNKS"] == 3 and config["PREPROCESSING"] is None
@@ -192,20 +194,20 @@ def test_smoke_on_the_real_sample(isolated, recipe, real_sample):
     train_ids = np.sort(labels_csv["GalaxyID"].to_numpy(np.int64))
     test_ids = np.sort(np.array([int(p.stem) for p in (real_sample / "images_test_rev1").glob("*.jpg")]))[:4]
     for subset, ids, source in (("train", train_ids, "images_train_rev1"), ("test", test_ids, "images_test_rev1")):
-        folder = root / "data" / "raw" / load_data.RAW_IMAGE_FOLDERS[subset]
+        folder = root / "data" / "raw" / paths.RAW_IMAGE_FOLDERS[subset]
         folder.mkdir(parents=True)
         for galaxy_id in ids:
             (folder / f"{galaxy_id}.jpg").symlink_to(real_sample / source / f"{galaxy_id}.jpg")
         np.save(root / "data" / f"{subset}_ids.npy", ids)
-    (root / "data" / "raw" / load_data.SOLUTIONS_CSV).symlink_to(real_sample / "training_solutions_rev1_sample.csv")
+    (root / "data" / "raw" / paths.SOLUTIONS_CSV).symlink_to(real_sample / "training_solutions_rev1_sample.csv")
     labels = labels_csv.set_index("GalaxyID").loc[train_ids, list(decision_tree.COLUMNS)].to_numpy(np.float32)
-    write_labels(root, train_ids, labels, csv=root / "data" / "raw" / load_data.SOLUTIONS_CSV)
+    write_labels(root, train_ids, labels, csv=root / "data" / "raw" / paths.SOLUTIONS_CSV)
 
     train.main(recipe, ["--root", str(root), "--num-chunks", "2", "--workers", "1", "--max-valid", "8"])
     state = checkpoints.load_checkpoint(checkpoints.checkpoint_path(TINY_MODEL_NAME))
     assert len(state["losses_train"]) == 2 and np.isfinite(state["valid_rmse"])
     assert state["valid_predictions"].shape == (8, decision_tree.NUM_OUTPUTS)
-    assert (load_data.predictions_dir() / f"{TINY_MODEL_NAME}.csv.gz").exists()
+    assert (paths.predictions_dir() / f"{TINY_MODEL_NAME}.csv.gz").exists()
 
 
 SINGLE_VIEW_MODEL_SOURCE = '''import torch
@@ -270,7 +272,7 @@ def test_unusable_checkpoints_are_one_line_errors(isolated, recipe, capsys, cont
     """An empty file, random bytes, a bare state dict, a pickle with arbitrary objects: resuming stops with one line
     saying what is wrong and what to do (never suggesting to load untrusted objects)."""
     root = make_tiny_root(isolated / "root", num_train=20, num_test=2)
-    load_data.set_root(root)
+    paths.set_root(root)
     path = checkpoints.checkpoint_path(TINY_MODEL_NAME)
     path.parent.mkdir(parents=True, exist_ok=True)
     if content == "bare":
@@ -299,7 +301,7 @@ def test_checkpoint_of_another_network_is_a_one_line_error(isolated, tmp_path, c
 
 def test_a_second_run_of_the_same_model_is_refused_while_the_first_lives(isolated, recipe, capsys):
     root = make_tiny_root(isolated / "root", num_train=20, num_test=2)
-    load_data.set_root(root)
+    paths.set_root(root)
     held = checkpoints.training_lock(TINY_MODEL_NAME)  # as a live first run holds it
     try:
         with pytest.raises(SystemExit) as exit_info:
@@ -317,9 +319,9 @@ def test_a_killed_run_leaves_no_lock_and_its_stale_temporary_is_removed(isolated
     """SIGKILL to a process holding the lock: the next run trains; a temporary of an interrupted checkpoint write
     is removed at the start."""
     root = make_tiny_root(isolated / "root", num_train=20, num_test=2)
-    load_data.set_root(root)
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time, checkpoints, load_data; "
-                               f"load_data.set_root({str(root)!r}); checkpoints.training_lock({TINY_MODEL_NAME!r}); "
+    paths.set_root(root)
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from galaxyzoo import checkpoints, paths; "
+                               f"paths.set_root({str(root)!r}); checkpoints.training_lock({TINY_MODEL_NAME!r}); "
                                "print('held', flush=True); time.sleep(60)"],
                               cwd=PROJECT_DIR, stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "held"
@@ -343,7 +345,7 @@ def test_an_error_during_training_saves_the_last_completed_minibatch(isolated, r
     def failing_train_batch(*args):
         calls.append(1)
         if len(calls) == 5:
-            raise load_data.DataError("GalaxyID 100008: simulated unreadable image")
+            raise errors.DataError("GalaxyID 100008: simulated unreadable image")
         return real_train_batch(*args)
 
     monkeypatch.setattr(train, "train_batch", failing_train_batch)
@@ -363,7 +365,7 @@ def test_the_test_set_is_predicted_chunk_by_chunk(isolated, monkeypatch):
     images; before, they were all made first): the model is given one chunk of views at a time, with the outputs of
     all views at once."""
     root = make_tiny_root(isolated / "root", num_train=4, num_test=7)
-    load_data.set_root(root)
+    paths.set_root(root)
     monkeypatch.setattr(ra, "default_images_per_chunk", lambda num_transforms: 3)
     model, seen, predict = tiny_model(seed=0), [], train.predict
     monkeypatch.setattr(train, "predict", lambda m, views, device: seen.append(len(views)) or predict(m, views, device))

@@ -11,7 +11,7 @@ import math
 
 from torch import nn
 
-import decision_tree
+from galaxyzoo import decision_tree
 import layers
 
 # Initialisation as in the original solution: (weight std, bias value).

@@ -91,8 +91,8 @@ def imap_unordered(executor, function, tasks):
 
 
 def default_num_workers():
-    """Background processes for the prefetcher when the caller names none: the cores, at most 4."""
-    return min(os.cpu_count() or 1, 4)
+    """Background processes when the caller names none (--workers' default): one per core of this machine."""
+    return os.cpu_count() or 1
 
 
 def split(count, num_pieces):

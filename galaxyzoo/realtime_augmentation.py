@@ -12,6 +12,7 @@ that is `prepro @ augment @ view_transform`, applied with one bilinear interpola
 borders, as in the original solution. Pixel (i, j) has its centre at (j, i); the image centre is (211.5, 211.5).
 """
 import collections
+import functools
 import math
 from dataclasses import dataclass
 
@@ -20,8 +21,10 @@ import numpy as np
 from tqdm import tqdm
 
 import load_data
-import parallel
-import source_params
+from galaxyzoo import parallel
+from galaxyzoo import source_params
+from galaxyzoo import paths
+from galaxyzoo import files
 
 IMAGE_SIZE = load_data.IMAGE_SIZE
 IMAGE_CENTRE = (IMAGE_SIZE - 1) / 2.0
@@ -221,22 +224,22 @@ def apply_colour_noise(views, amounts):
 # Work for the background processes (parallel.Prefetcher)
 
 
-def _init_worker(root):
-    """Worker set-up: the parent's project root, and one OpenCV thread per process."""
-    load_data.set_root(root)
+def _init_worker():
+    """Worker set-up: one OpenCV thread per process."""
     cv2.setNumThreads(1)
 
 
-def _warp_task(task):
-    """(subset, galaxy_ids (n,), matrices (n, ..., 3, 3), size) -> uint8 (n, ..., 3, size, size)."""
+def _warp_task(layout, task):
+    """layout: the paths.Layout to read from; task: (subset, galaxy_ids (n,), matrices (n, ..., 3, 3), size) ->
+    uint8 (n, ..., 3, size, size)."""
     subset, galaxy_ids, matrices, size = task
-    return np.stack([warp_uint8(load_data.load_image_uint8(g, subset), m, size)
+    return np.stack([warp_uint8(load_data.load_image_uint8(g, subset, layout), m, size)
                      for g, m in zip(galaxy_ids, matrices)])
 
 
 def _warp_prefetcher(keys, build, num_workers):
-    """parallel.Prefetcher whose tasks are _warp_task, in workers reading from this process's project root."""
-    return parallel.Prefetcher(keys, build, _warp_task, num_workers, _init_worker, (str(load_data.root()),))
+    """parallel.Prefetcher whose tasks are _warp_task, reading from this process's project root."""
+    return parallel.Prefetcher(keys, build, functools.partial(_warp_task, paths.current()), num_workers, _init_worker)
 
 
 def _tasks_per_chunk(num_workers):
@@ -424,6 +427,6 @@ def save_views_png(image_uint8, path, augment=None, prepro=None):
         axes.imshow(picture)
         axes.set_title(title, fontsize=8)
         axes.axis("off")
-    with load_data.atomic_path(path) as tmp:
+    with files.atomic_path(path) as tmp:
         figure.savefig(tmp, format="png", dpi=80)
     plt.close(figure)

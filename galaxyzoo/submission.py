@@ -12,8 +12,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-import decision_tree
-import load_data
+from galaxyzoo import decision_tree
+from galaxyzoo import records
+from galaxyzoo import files
+from galaxyzoo import errors
 
 VALUE_FORMAT = "%.6f"
 PRINTED_PRECISION = 5e-7  # the largest difference between a value and its printed form
@@ -33,23 +35,23 @@ def check_predictions(galaxy_ids, predictions, source):
     Returns (ids int64 (N,), predictions float64 (N, 37) clipped to [0, 1])."""
     ids, given = np.asarray(galaxy_ids), np.asarray(predictions)
     if not (np.issubdtype(given.dtype, np.number) or given.dtype == bool):
-        raise load_data.DataError(f"{source}: predictions must be numbers, got an array of {given.dtype}")
+        raise errors.DataError(f"{source}: predictions must be numbers, got an array of {given.dtype}")
     values = given.astype(np.float64)
     expected = (len(ids), decision_tree.NUM_OUTPUTS)
     if ids.ndim != 1 or values.shape != expected:
-        raise load_data.DataError(f"{source}: predictions have shape {values.shape}, expected {expected} "
+        raise errors.DataError(f"{source}: predictions have shape {values.shape}, expected {expected} "
                                   f"(one row per GalaxyID, one column per answer)")
     if not np.issubdtype(ids.dtype, np.integer):
-        raise load_data.DataError(f"{source}: GalaxyIDs must be integers, got dtype {ids.dtype}")
+        raise errors.DataError(f"{source}: GalaxyIDs must be integers, got dtype {ids.dtype}")
     not_increasing = np.nonzero(np.diff(ids) <= 0)[0]
     if len(not_increasing):
         row = int(not_increasing[0]) + 1
-        raise load_data.DataError(f"{source}: row {row} (GalaxyID {int(ids[row])}): GalaxyIDs must be ascending "
+        raise errors.DataError(f"{source}: row {row} (GalaxyID {int(ids[row])}): GalaxyIDs must be ascending "
                                   f"and unique (previous is {int(ids[row - 1])})")
     bad = ~np.isfinite(values) | (values < -RANGE_TOLERANCE) | (values > 1 + RANGE_TOLERANCE)
     if bad.any():
         row, column = (int(i) for i in np.argwhere(bad)[0])
-        raise load_data.DataError(f"{source}: row {row} (GalaxyID {int(ids[row])}), column "
+        raise errors.DataError(f"{source}: row {row} (GalaxyID {int(ids[row])}), column "
                                   f"{decision_tree.COLUMNS[column]}: value {float(values[row, column])} is not a "
                                   f"number within [0, 1] ({int(bad.sum())} bad values in all)")
     return ids.astype(np.int64), np.clip(values, 0.0, 1.0) + 0.0  # + 0.0 turns -0.0 into 0.0
@@ -58,14 +60,14 @@ def check_predictions(galaxy_ids, predictions, source):
 def load_recorded(path, galaxy_ids, what, rerun, without_record=False):
     """The predictions of a .npy.gz file for galaxy_ids (N,) (`what` says which IDs they are): its record must say
     that its rows are these IDs and that what it was made from (a model's checkpoint, the prediction files of a
-    blend) is unchanged (load_data.check_record), then check_predictions; DataError ending with `rerun` otherwise.
+    blend) is unchanged (records.check_record), then check_predictions; DataError ending with `rerun` otherwise.
     without_record: a file that has no record is taken as it is. Returns (ids, predictions) as check_predictions."""
     path = Path(path)
     if not path.exists():
-        raise load_data.DataError(f"{path}: file missing")
-    if not (without_record and not load_data.record_path(path).exists()):
-        load_data.check_record(path, rerun, ids=(load_data.ids_stamp(galaxy_ids), what))
-    return check_predictions(galaxy_ids, load_data.load_gz(path), path)
+        raise errors.DataError(f"{path}: file missing")
+    if not (without_record and not records.record_path(path).exists()):
+        records.check_record(path, rerun, ids=(records.ids_stamp(galaxy_ids), what))
+    return check_predictions(galaxy_ids, records.load_gz(path), path)
 
 
 def write_submission(path, galaxy_ids, predictions):
@@ -73,7 +75,7 @@ def write_submission(path, galaxy_ids, predictions):
     raises DataError on bad input, leaving no file."""
     path = Path(path)
     ids, values = check_predictions(galaxy_ids, predictions, path)
-    with load_data.atomic_path(path) as tmp:
+    with files.atomic_path(path) as tmp:
         opener = functools.partial(gzip.open, compresslevel=4) if path.name.endswith(".gz") else open
         with opener(tmp, "wt", newline="") as f:
             np.savetxt(f, np.column_stack([ids, values]), fmt=["%d"] + [VALUE_FORMAT] * decision_tree.NUM_OUTPUTS,
@@ -86,27 +88,27 @@ def read_submission(path):
     decision_tree.CSV_HEADER or a field is missing or not a number."""
     path = Path(path)
     if not path.exists():
-        raise load_data.DataError(f"{path}: file missing")
+        raise errors.DataError(f"{path}: file missing")
     try:
         table = pd.read_csv(path, dtype=str, keep_default_na=False,
                             compression="gzip" if path.name.endswith(".gz") else None)
     except (OSError, ValueError, EOFError, pd.errors.ParserError) as exc:
-        raise load_data.DataError(f"{path}: cannot read as CSV: {exc}") from None
+        raise errors.DataError(f"{path}: cannot read as CSV: {exc}") from None
     header = tuple(table.columns)
     if header != decision_tree.CSV_HEADER:
         differing = next((i for i, (a, b) in enumerate(zip(header, decision_tree.CSV_HEADER)) if a != b),
                          min(len(header), len(decision_tree.CSV_HEADER)))
-        raise load_data.DataError(f"{path}: header differs from GalaxyID,Class1.1,...,Class11.6 at field "
+        raise errors.DataError(f"{path}: header differs from GalaxyID,Class1.1,...,Class11.6 at field "
                                   f"{differing + 1} ({len(header)} fields, expected {len(decision_tree.CSV_HEADER)})")
     ids = pd.to_numeric(table["GalaxyID"], errors="coerce").to_numpy(np.float64)
     values = table[list(decision_tree.COLUMNS)].apply(pd.to_numeric, errors="coerce").to_numpy(np.float64)
     bad_id = ~np.isfinite(ids) | (ids != np.round(ids))
     if bad_id.any():
         row = int(np.argmax(bad_id))
-        raise load_data.DataError(f"{path}: row {row + 1}: GalaxyID {table['GalaxyID'].iloc[row]!r} is not an integer")
+        raise errors.DataError(f"{path}: row {row + 1}: GalaxyID {table['GalaxyID'].iloc[row]!r} is not an integer")
     bad = ~np.isfinite(values)
     if bad.any():
         row, column = (int(i) for i in np.argwhere(bad)[0])
-        raise load_data.DataError(f"{path}: row {row + 1} (GalaxyID {int(ids[row])}), column "
+        raise errors.DataError(f"{path}: row {row + 1} (GalaxyID {int(ids[row])}), column "
                                   f"{decision_tree.COLUMNS[column]}: {table.iloc[row, column + 1]!r} is not a number")
     return ids.astype(np.int64), values

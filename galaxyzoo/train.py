@@ -52,20 +52,24 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-import checkpoints
-import decision_tree
-import distributed
+from galaxyzoo import checkpoints
+from galaxyzoo import decision_tree
+from galaxyzoo import distributed
 import layers
 import load_data
-import precision
-import realtime_augmentation as ra
-import recipe
-import stages
-import submission
-import torch_augmentation as ta
+from galaxyzoo import precision
+from galaxyzoo import realtime_augmentation as ra
+from galaxyzoo import recipe
+from galaxyzoo import stages
+from galaxyzoo import submission
+from galaxyzoo import torch_augmentation as ta
 
 matplotlib.use("Agg")  # the learning curve is drawn to a file, never to a screen
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
+from galaxyzoo import paths
+from galaxyzoo import files
+from galaxyzoo import runner
+from galaxyzoo import errors
 
 MAX_NORM_EVERY = 10  # batches between max-norm rescalings, as in the original solution
 EVAL_BATCH_SIZE = 64  # images per forward pass when predicting (dropout off, so it does not change results)
@@ -87,10 +91,7 @@ def parse_args(try_file, argv=None):
                         "of the batch size, so that every image drawn is trained on (other values are refused)")
     parser.add_argument("--validate-every", type=int,
                         help=f"chunks between validations (recipe: {recipe_.VALIDATE_EVERY})")
-    parser.add_argument("--batch-size", type=int, help=f"images per minibatch (recipe: {recipe_.BATCH_SIZE})")
-    parser.add_argument("--seed", type=int, help=f"seed of initialisation, data and dropout (recipe: {recipe_.SEED})")
-    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, or auto (cuda when available)")
-    parser.add_argument("--workers", type=int, default=None, help="background processes preparing chunks")
+    runner.add_options(parser, "batch_size", "seed", "device", "workers")
     parser.add_argument("--max-valid", type=int, default=None, help="validate on at most this many images (quick runs)")
     parser.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint and start over")
     parser.add_argument("--data-on-device", action="store_true",
@@ -105,9 +106,10 @@ def parse_args(try_file, argv=None):
                         "from the Hugging Face hub), a .safetensors or state-dict file, or none (random weights: not "
                         "the recipe). Read at the start of a run, not when resuming")
     precision.add_precision_arguments(parser)
-    load_data.add_root_argument(parser)
+    runner.add_options(parser, "root")
     args = parser.parse_args(argv)
-    for name in ("num_chunks", "chunk_size", "validate_every", "batch_size", "max_valid"):
+    runner.check_options(parser, args)
+    for name in ("num_chunks", "chunk_size", "validate_every", "max_valid"):
         value = getattr(args, name)
         if value is not None and value < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1, got {value}")
@@ -135,7 +137,7 @@ def run_config(try_file, args):
     chunk_size, batch_size = config["CHUNK_SIZE"], config["BATCH_SIZE"]
     if chunk_size != recipe.EPOCH and chunk_size % batch_size:
         below, above = chunk_size // batch_size * batch_size, (chunk_size // batch_size + 1) * batch_size
-        raise ValueError(f"chunk size {chunk_size} is not a multiple of the batch size {batch_size}: the last "
+        raise errors.SettingError(f"chunk size {chunk_size} is not a multiple of the batch size {batch_size}: the last "
                          f"{chunk_size % batch_size} images of every chunk would never be trained on; use "
                          f"{'' if below == 0 else f'--chunk-size {below} or '}--chunk-size {above}")
     return config
@@ -156,7 +158,7 @@ def set_rng_state(state):
 
 
 def learning_curve_path(model_name):
-    return load_data.analysis_dir() / f"{model_name}_learning_curve.png"
+    return paths.analysis_dir() / f"{model_name}_learning_curve.png"
 
 
 def save_learning_curve(path, losses_train, losses_valid, mean_baseline):
@@ -172,7 +174,7 @@ def save_learning_curve(path, losses_train, losses_valid, mean_baseline):
     ax.set_title(path.stem)
     ax.grid(alpha=0.3)
     ax.legend()
-    with load_data.atomic_path(path) as tmp:
+    with files.atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
 
@@ -184,14 +186,14 @@ def save_learning_curve(path, losses_train, losses_valid, mean_baseline):
 
 class StopRequest:
     """Turns the first SIGINT/SIGTERM into a request to stop after the current batch; a second one stops at once
-    (load_data.stop_now: later ones are ignored while the run unwinds)."""
+    (runner.stop_now: later ones are ignored while the run unwinds)."""
 
     def __init__(self):
         self.requested = False
         self.previous = {}
 
     def __enter__(self):
-        for sig in load_data.STOP_SIGNALS:
+        for sig in runner.STOP_SIGNALS:
             self.previous[sig] = signal.signal(sig, self.handle)
         return self
 
@@ -203,7 +205,7 @@ class StopRequest:
 
     def handle(self, signum, frame):
         if self.requested:
-            load_data.stop_now()
+            runner.stop_now()
         self.requested = True
         tqdm.write(f"{signal.Signals(signum).name} received: stopping after this batch "
                    "(send it again to stop at once, without saving)")
@@ -226,7 +228,7 @@ class NonFiniteStep(Exception):
     """A minibatch whose loss or gradient is NaN or infinite; its update was not made."""
 
 
-class Diverged(load_data.DataError):
+class Diverged(errors.DataError):
     """Training met a non-finite loss, gradient or parameter and stopped without saving it."""
 
 
@@ -263,18 +265,18 @@ def main(namespace, argv=None):
         if args.show_recipe:
             print(effective_try_file(try_file, args).describe())
             return
-        load_data.apply_root_argument(args)
-        load_data.check_root()
-        with load_data.orderly_stop():
-            run(try_file, args, ranks)
+        runner.apply_root(args)
+        paths.check_root()
+        run(try_file, args, ranks)
 
-    try:
-        status = distributed.run_rank(work, ranks, (load_data.DataError, ValueError))
-    except KeyboardInterrupt:
+    def stopped_at_once():
         path = checkpoints.checkpoint_path(Path(namespace["__file__"]).stem)
         kept = f"the last checkpoint, {path}, is kept" if path.exists() else "no checkpoint was written yet"
-        print(f"\nstopped at once; {kept}: run {resume_command()} to go on", file=sys.stderr)
-        status = load_data.INTERRUPTED
+        return f"at once, without saving; {kept}: run {resume_command()} to go on"
+
+    try:
+        status = runner.report_errors(lambda: distributed.run_rank(work, ranks), stopped_at_once,
+                                      ranks.rank if ranks.active else None)
     finally:
         LOGGING["enabled"] = True
     if status:
@@ -286,7 +288,7 @@ def run(try_file, args, ranks=distributed.Ranks()):
     checkpoint is refused while this one lives."""
     load_data.labelled_split(), load_data.load_ids("test")  # inputs there, before the lock makes its folder
     if ranks.is_main:
-        load_data.check_writable(load_data.analysis_dir(), load_data.predictions_dir())
+        files.check_writable(paths.analysis_dir(), paths.predictions_dir())
     with checkpoints.training_lock(try_file.name) if ranks.is_main else contextlib.nullcontext():
         train_model(try_file, args, ranks)
 
@@ -312,7 +314,8 @@ def train_model(try_file, args, ranks):
     if config["CHUNK_SIZE"] == recipe.EPOCH:
         config["CHUNK_SIZE"] = len(split.train_ids) // config["BATCH_SIZE"] * config["BATCH_SIZE"]
         if config["CHUNK_SIZE"] == 0:
-            raise ValueError(f"{len(split.train_ids)} training images do not fill one batch of {config['BATCH_SIZE']}")
+            raise errors.DataError(f"{len(split.train_ids)} training images do not fill one batch of "
+                                   f"{config['BATCH_SIZE']}")
     valid_ids, valid_labels = split.valid_ids[:args.max_valid], split.valid_labels[:args.max_valid]
     training_mean = np.broadcast_to(split.train_labels.mean(axis=0), valid_labels.shape)
     mean_baseline = submission.rmse(training_mean, valid_labels)
@@ -383,8 +386,8 @@ def checkpoint_bytes(model, config, num_valid):
 def check_room(model, config, num_valid, num_test):
     """DataError, before training, when the checkpoint folder has no room for the checkpoint (a new one is written
     beside the old one, which it then replaces) or the predictions folder none for the test-set submission."""
-    load_data.check_free_space(load_data.analysis_dir(), checkpoint_bytes(model, config, num_valid), "the checkpoint")
-    load_data.check_free_space(load_data.predictions_dir(), num_test * decision_tree.NUM_OUTPUTS
+    files.check_free_space(paths.analysis_dir(), checkpoint_bytes(model, config, num_valid), "the checkpoint")
+    files.check_free_space(paths.predictions_dir(), num_test * decision_tree.NUM_OUTPUTS
                                * SUBMISSION_BYTES_PER_VALUE, "the test-set submission")
 
 
@@ -392,7 +395,7 @@ def pretrained_weights(model, weights):
     """Load the backbone weights the --weights option names into model; returns the record the checkpoint keeps
     (None for random weights)."""
     if weights is None:
-        raise load_data.DataError(f"this recipe starts from pretrained {model.name} weights: pass --weights hub "
+        raise errors.DataError(f"this recipe starts from pretrained {model.name} weights: pass --weights hub "
                                   f"(download), --weights PATH (a local file), or --weights none (random weights, "
                                   f"not the recipe)")
     if weights == "none":
@@ -496,7 +499,7 @@ class Trainer:
         saved_config = recipe.config_from_checkpoint(saved["config"])
         if saved_config != config:
             differing = sorted(k for k in set(config) | set(saved_config) if saved_config.get(k) != config.get(k))
-            raise load_data.DataError(f"{path}: checkpoint was made with other settings ({', '.join(differing)}: "
+            raise errors.DataError(f"{path}: checkpoint was made with other settings ({', '.join(differing)}: "
                                       f"{[saved_config.get(k) for k in differing]} now "
                                       f"{[config.get(k) for k in differing]}); use the same options, or --fresh to "
                                       "start over")

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-import decision_tree
+from galaxyzoo import decision_tree
 
 IMAGE_SIZE = 424
 GRID_FACTOR = 2  # coarse grid = IMAGE_SIZE / GRID_FACTOR

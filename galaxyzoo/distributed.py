@@ -6,14 +6,13 @@ ranks train on CUDA devices (rank r on cuda:LOCAL_RANK) and gloo on the CPU.
 """
 import datetime
 import os
-import sys
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
-import load_data
+from galaxyzoo import errors
 
 # Ranks wait at barriers while rank 0 validates and writes files; that can take long on a CPU.
 BARRIER_TIMEOUT = datetime.timedelta(hours=2)
@@ -62,23 +61,15 @@ def start(device, ranks):
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=BARRIER_TIMEOUT)
 
 
-def run_rank(work, ranks, expected_errors):
-    """Call `work()` as this rank's whole job and leave the process group afterwards; returns the exit status:
-    0, or 1 after printing an `expected_errors` exception, or an OSError a user can cause
-    (load_data.user_error_message), as the scripts' one-line `error: ...` (naming the rank when there are several). After a completed job every rank first waits for the others: a rank that tore
-    down its connections while rank 0 was still writing files was seen to abort at exit (SIGABRT), failing the
-    whole torchrun. After an error the ranks leave at once."""
+def run_rank(work, ranks):
+    """Call `work()` as this rank's whole job and leave the process group afterwards (errors go on to the caller,
+    runner.report_errors). After a completed job every rank first waits for the others: a rank that tore down its
+    connections while rank 0 was still writing files was seen to abort at exit (SIGABRT), failing the whole
+    torchrun. After an error the ranks leave at once."""
     completed = False
     try:
         work()
         completed = True
-        return 0
-    except (*expected_errors, OSError) as exc:
-        message = str(exc) if isinstance(exc, expected_errors) else load_data.user_error_message(exc)
-        if message is None:
-            raise
-        print(f"error: {f'rank {ranks.rank}: ' if ranks.active else ''}{message}", file=sys.stderr)
-        return 1
     finally:
         if ranks.active and dist.is_initialized():
             if completed:
@@ -104,7 +95,7 @@ def mean_and_any(value, flag, ranks, device):
 def check_batch_split(batch_size, ranks):
     """Raise ValueError when a minibatch of batch_size images cannot be split evenly over the ranks."""
     if batch_size % ranks.world_size:
-        raise ValueError(f"the minibatch of {batch_size} images cannot be split evenly over {ranks.world_size} "
+        raise errors.SettingError(f"the minibatch of {batch_size} images cannot be split evenly over {ranks.world_size} "
                          f"processes; use a number of processes that divides {batch_size}")
 
 

@@ -13,9 +13,12 @@ import torch
 from tqdm import tqdm
 
 import load_data
-import recipe
+from galaxyzoo import recipe
+from galaxyzoo import paths
+from galaxyzoo import records
+from galaxyzoo import files
+from galaxyzoo import errors
 
-HERE = Path(__file__).resolve().parent
 
 
 def pick_device(name):
@@ -24,30 +27,30 @@ def pick_device(name):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: CUDA is not available on this machine")
+        raise errors.SettingError(f"--device {name}: CUDA is not available on this machine")
     return device
 
 
 def checkpoint_path(model_name):
     """analysis/final/<model_name>.pt."""
-    return load_data.analysis_dir() / f"{model_name}.pt"
+    return paths.analysis_dir() / f"{model_name}.pt"
 
 
 def submission_path(model_name):
     """predictions/final/<model_name>.csv.gz: the test-set submission a finished training run writes."""
-    return load_data.predictions_dir() / f"{model_name}.csv.gz"
+    return paths.predictions_dir() / f"{model_name}.csv.gz"
 
 
 def training_lock(model_name):
-    """load_data.take_lock for a training run of model_name: analysis/final/<model_name>.lock, the temporaries of its
+    """files.take_lock for a training run of model_name: analysis/final/<model_name>.lock, the temporaries of its
     checkpoint and learning curve removed. Returns the open lock file."""
-    folder = load_data.analysis_dir()
-    return load_data.take_lock(folder / f"{model_name}.lock",
+    folder = paths.analysis_dir()
+    return files.take_lock(folder / f"{model_name}.lock",
                                [checkpoint_path(model_name), folder / f"{model_name}_learning_curve.png"],
                                f"another run of {model_name} is training into the same checkpoint")
 
 
-class CheckpointNotWritten(load_data.DataError):
+class CheckpointNotWritten(errors.DataError):
     """Writing a checkpoint failed (a full disk, say); the file that was there before is unchanged."""
 
 
@@ -56,12 +59,12 @@ def save_checkpoint(path, state):
     checkpoint that was there stays as it was when the write fails, which raises CheckpointNotWritten."""
     state = dict(state, **{DIGEST_KEY: content_digest(state)})
     try:
-        with load_data.atomic_path(path) as tmp, open(tmp, "wb") as file:
+        with files.atomic_path(path) as tmp, open(tmp, "wb") as file:
             torch.save(state, file)  # to a file object: a failed write then raises its OSError, not a RuntimeError
     except OSError as exc:
         kept = "the checkpoint written before is kept as it was" if Path(path).exists() else "no checkpoint was kept"
         raise CheckpointNotWritten(f"{path}: cannot write the checkpoint ({exc.strerror or exc}; "
-                                   f"{load_data.size_text(load_data.free_bytes(Path(path).parent))} free there); "
+                                   f"{files.size_text(files.free_bytes(Path(path).parent))} free there); "
                                    f"{kept}; free some space and run the same command again") from None
 
 
@@ -107,7 +110,7 @@ def check_finite(path, parameters, advice):
     by a run that diverged."""
     name = first_non_finite(parameters)
     if name is not None:
-        raise load_data.DataError(f"{path}: non-finite parameters (NaN or infinity in {name}), saved by a run that "
+        raise errors.DataError(f"{path}: non-finite parameters (NaN or infinity in {name}), saved by a run that "
                                   f"diverged; {advice}")
 
 
@@ -116,9 +119,9 @@ def load_checkpoint(path):
     file is empty, damaged, not a checkpoint, or not one that train.py wrote."""
     advice = "delete it (or train with --fresh) to start over, or restore the file"
     if Path(path).stat().st_size == 0:
-        raise load_data.DataError(f"{path}: checkpoint file is empty (0 bytes); {advice}")
+        raise errors.DataError(f"{path}: checkpoint file is empty (0 bytes); {advice}")
     if not zipfile.is_zipfile(path):  # torch.save writes a zip archive: anything else is damaged or another file
-        raise load_data.DataError(f"{path}: not a readable checkpoint (not the zip archive torch.save writes: damaged, "
+        raise errors.DataError(f"{path}: not a readable checkpoint (not the zip archive torch.save writes: damaged, "
                                   f"cut short, or another kind of file); {advice}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -126,16 +129,16 @@ def load_checkpoint(path):
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if "weights_only" in str(exc) or "Weights only load failed" in str(exc):
             reason = "it holds objects other than tensors and plain values, which are never loaded"
-        raise load_data.DataError(f"{path}: not a readable checkpoint ({reason}); {advice}") from None
+        raise errors.DataError(f"{path}: not a readable checkpoint ({reason}); {advice}") from None
     if not isinstance(state, dict) or not all(key in state for key in CHECKPOINT_KEYS):
         kind = "a bare state dict" if isinstance(state, dict) and all(torch.is_tensor(v) for v in state.values()) \
             else f"a {type(state).__name__} without {' and '.join(CHECKPOINT_KEYS)}"
-        raise load_data.DataError(f"{path}: not a checkpoint of this project's training ({kind}); {advice}")
+        raise errors.DataError(f"{path}: not a checkpoint of this project's training ({kind}); {advice}")
     if DIGEST_KEY not in state:
-        raise load_data.DataError(f"{path}: checkpoint without the digest of its contents (written by an older version "
+        raise errors.DataError(f"{path}: checkpoint without the digest of its contents (written by an older version "
                                   f"of train.py), so damage to it cannot be found; {advice}")
     if content_digest(state) != state[DIGEST_KEY]:
-        raise load_data.DataError(f"{path}: damaged checkpoint (its contents do not match the digest written with "
+        raise errors.DataError(f"{path}: damaged checkpoint (its contents do not match the digest written with "
                                   f"them: changed on the disk or in a copy since); {advice}")
     return state
 
@@ -146,7 +149,7 @@ def load_model_state(model, state, path, model_name):
         model.load_state_dict(state)
     except RuntimeError as exc:
         detail = next((line.strip() for line in str(exc).splitlines()[1:] if line.strip()), str(exc)).rstrip(".")
-        raise load_data.DataError(f"{path}: its parameters do not fit the network {model_name}.py builds now "
+        raise errors.DataError(f"{path}: its parameters do not fit the network {model_name}.py builds now "
                                   f"(another model's checkpoint, or build_model() changed since): {detail[:300]}; "
                                   f"train again with --fresh, or restore the script") from None
 
@@ -155,9 +158,9 @@ def import_try_script(model_name, script=None):
     """Import a try_*.py module: the file `script` when one is given (a path the user or the calling code names),
     else <model_name>.py in the project folder. Never a path read from a data file such as a checkpoint: that
     would run whatever code the file points at."""
-    path = HERE / f"{model_name}.py" if script is None else Path(script)
+    path = paths.PROJECT_DIR / f"{model_name}.py" if script is None else Path(script)
     if not path.exists():
-        raise load_data.DataError(f"{path}: no such model script" + ("" if script is not None else
+        raise errors.DataError(f"{path}: no such model script" + ("" if script is not None else
                                   "; for a script outside the project folder, name it with --script PATH"))
     spec = importlib.util.spec_from_file_location(model_name, path)
     module = importlib.util.module_from_spec(spec)
@@ -169,15 +172,15 @@ def data_stamp():
     """What a run trains and validates on, as its checkpoint records it: the stamps of the training and validation
     IDs (load_data.labelled_split) and of data/solutions_train.npy."""
     split = load_data.labelled_split()
-    return {"train_ids": load_data.ids_stamp(split.train_ids), "valid_ids": load_data.ids_stamp(split.valid_ids),
-            "labels": load_data.file_stamp(load_data.solutions_train_path())}
+    return {"train_ids": records.ids_stamp(split.train_ids), "valid_ids": records.ids_stamp(split.valid_ids),
+            "labels": records.file_stamp(paths.solutions_train_path())}
 
 
 def check_data(path, state, stamp, advice):
     """DataError unless the checkpoint `state` (read from path) was trained on the data of `stamp` (data_stamp())."""
     if state.get("data") != stamp:
-        raise load_data.DataError(f"{path}: trained on other training images or labels than "
-                                  f"{load_data.ids_path('train')} and {load_data.solutions_train_path()} hold now"
+        raise errors.DataError(f"{path}: trained on other training images or labels than "
+                                  f"{paths.ids_path('train')} and {paths.solutions_train_path()} hold now"
                                   f"{' (or made before checkpoints recorded them)' if 'data' not in state else ''}, "
                                   f"so its validation split is not the images it held out; {advice}")
 
@@ -187,11 +190,11 @@ def require_checkpoint(model_name, script=None):
     script: `script`, or <model_name>.py in the project folder)."""
     path = checkpoint_path(model_name)
     if not path.exists():
-        script_path = HERE / f"{model_name}.py" if script is None else Path(script)
+        script_path = paths.PROJECT_DIR / f"{model_name}.py" if script is None else Path(script)
         if not script_path.exists():
-            raise load_data.DataError(f"{model_name}: no such model ({script_path} does not exist and there is no "
+            raise errors.DataError(f"{model_name}: no such model ({script_path} does not exist and there is no "
                                       f"checkpoint {path}); the models are the try_*.py scripts")
-        raise load_data.DataError(f"{path}: no checkpoint; train the model with {script_path.name} first")
+        raise errors.DataError(f"{path}: no checkpoint; train the model with {script_path.name} first")
     return path
 
 

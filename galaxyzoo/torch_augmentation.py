@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 import load_data
-import realtime_augmentation as ra
+from galaxyzoo import realtime_augmentation as ra
 
 # cv2's reflecting border modes and the grid_sample normalisation whose 'reflection' padding equals them:
 # with align_corners=False grid_sample reflects about the outer pixel edges (-0.5 and W - 0.5), which is
@@ -61,7 +61,7 @@ class DeviceImageCache:
     @classmethod
     def from_ids(cls, galaxy_ids, subset="train", device="cpu", block_size=256):
         """Load the galaxies `galaxy_ids` in that order through load_data.load_image_uint8 (which reads the
-        decoded cache when it was built), `block_size` images at a time. Raises load_data.DataError for a
+        decoded cache when it was built), `block_size` images at a time. Raises errors.DataError for a
         missing or bad image."""
         galaxy_ids = np.asarray(galaxy_ids)
         size = load_data.IMAGE_SIZE

@@ -25,9 +25,9 @@ import sys
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
-import realtime_augmentation as ra
-import source_params
-import stages
+from galaxyzoo import realtime_augmentation as ra
+from galaxyzoo import source_params
+from galaxyzoo import errors, stages
 
 EPOCH = "epoch"  # CHUNK_SIZE of one pass over the training images (the last incomplete minibatch left out)
 # The 2014 recipes' schedule: 2,500 chunks at 0.04, from chunk 1,800 at 0.004, from chunk 2,300 at 0.0004, one
@@ -187,7 +187,7 @@ def assigned_in(path):
     return names, star_imports
 
 
-class RecipeError(ValueError):
+class RecipeError(errors.SettingError):
     """A try file's setting that is unknown, of the wrong type, or out of range; the message names file and setting."""
 
 

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 import layers
-import load_data
+from galaxyzoo import errors
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -123,7 +123,7 @@ def _backbone_state(state, backbone):
         if expected <= picked.keys():
             return {key: picked[key] for key in expected}
     missing = sorted(expected - state.keys())
-    raise load_data.DataError(f"the weights hold no complete {type(backbone).__name__}: {len(missing)} of its "
+    raise errors.DataError(f"the weights hold no complete {type(backbone).__name__}: {len(missing)} of its "
                               f"{len(expected)} tensors missing (e.g. {missing[0]})")
 
 
@@ -141,17 +141,17 @@ def read_weights_file(path):
     """A state dict from a .safetensors file or a torch state-dict file; DataError naming the file otherwise."""
     path = Path(path)
     if not path.is_file():
-        raise load_data.DataError(f"{path}: weights file missing")
+        raise errors.DataError(f"{path}: weights file missing")
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
             return load_file(str(path))
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # the readers raise many types for a corrupt file
-        raise load_data.DataError(f"{path}: cannot read as safetensors or a state dict ({type(exc).__name__}: "
+        raise errors.DataError(f"{path}: cannot read as safetensors or a state dict ({type(exc).__name__}: "
                                   f"{str(exc).splitlines()[0] if str(exc) else 'no details'})") from None
     if not isinstance(state, dict) or not all(isinstance(value, torch.Tensor) for value in state.values()):
-        raise load_data.DataError(f"{path}: not a state dict (a mapping of names to tensors)")
+        raise errors.DataError(f"{path}: not a state dict (a mapping of names to tensors)")
     return state
 
 
@@ -161,7 +161,7 @@ def download_weights(model):
     try:
         pretrained = _transformers_class(spec.model_class).from_pretrained(spec.hub_name)
     except OSError as exc:
-        raise load_data.DataError(
+        raise errors.DataError(
             f"could not get the weights of {spec.hub_name} from the Hugging Face hub ({str(exc).splitlines()[0]}). "
             f"Without internet access: on a machine with it, download model.safetensors from "
             f"https://huggingface.co/{spec.hub_name} and pass --weights PATH") from None
@@ -176,7 +176,7 @@ def load_weights(model, weights):
     try:
         model.backbone.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        raise load_data.DataError(f"{weights}: does not fit the {model.name} backbone: "
+        raise errors.DataError(f"{weights}: does not fit the {model.name} backbone: "
                                   f"{str(exc).splitlines()[1].strip() if len(str(exc).splitlines()) > 1 else exc}") from None
     source = BACKBONES[model.name].hub_name if weights == "hub" else str(Path(weights).resolve())
     return {"source": source, "sha256": fingerprint(state)}

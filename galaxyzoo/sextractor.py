@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
-import load_data
+from galaxyzoo import errors
 
 PROGRAM_NAMES = ("source-extractor", "sex")
 ALL_GROUND_FILTER = "CONV NORM\n1 2 1\n2 4 2\n1 2 1\n"  # SExtractor's default.conv
@@ -31,7 +31,7 @@ def find_program():
         path = shutil.which(name)
         if path:
             return path
-    raise load_data.DataError(f"the sextractor backend needs the SExtractor program, and none of "
+    raise errors.DataError(f"the sextractor backend needs the SExtractor program, and none of "
                               f"{', '.join(PROGRAM_NAMES)} is on the PATH (Debian or Ubuntu: apt-get install "
                               f"source-extractor); or use the default backend, sep")
 
