@@ -30,11 +30,15 @@ SPLIT_IDS_TEXT = {"valid": "validation IDs (the last 10% of data/train_ids.npy)"
 
 
 def forget_cached():
-    """Drop the IDs, open decoded caches and folder checks made so far, so that files written since are read afresh."""
+    """Drop the IDs, open decoded caches and folder checks made so far, so that files written since are read afresh
+    (also whenever the root is set)."""
     _cached_ids.clear()
     _open_caches.clear()
     _checked.clear()
     records.forget_folder_stamps()
+
+
+paths.on_root_change(forget_cached)
 
 
 # ---------------------------------------------------------------------------------------------------

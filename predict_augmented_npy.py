@@ -245,7 +245,7 @@ def predict_all(args, ranks):
     if not ranks.is_main:
         return
     averaged, identity = results["valid"]
-    valid_labels = labelled.valid_labels
+    valid_labels = load_data.labelled_split().valid_labels
     identity_score = ("kept from an earlier run" if identity is None
                       else f"{submission.rmse(identity, valid_labels):.6f}")
     print(f"validation RMSE ({len(valid_labels)} images): identity transform only {identity_score}, averaged over "

@@ -24,6 +24,7 @@ KAGGLE_TRAIN_FOLDER = "images_training_rev1"  # a name the training images are o
 SOLUTIONS_CSV = "training_solutions_rev1.csv"
 
 _root_override = None
+_root_change_callbacks = []  # what readers that keep files in memory forget when the root is set again
 
 
 def check_subset(subset):
@@ -102,9 +103,17 @@ def root():
 
 
 def set_root(path):
-    """Use `path` as the project root for this process (None: back to the default)."""
+    """Use `path` as the project root for this process (None: back to the default); readers forget what they kept in
+    memory (on_root_change), so that files written since are read afresh."""
     global _root_override
     _root_override = None if path is None else Path(path).resolve()
+    for callback in _root_change_callbacks:
+        callback()
+
+
+def on_root_change(callback):
+    """Call callback() whenever set_root is called."""
+    _root_change_callbacks.append(callback)
 
 
 def current():

@@ -38,18 +38,20 @@ NO_DROPOUT_MODEL = '''
 import os
 import signal
 
-SIGNAL_AT_CALL = int(os.environ.get("TEST_SIGTERM_RANK_1_AT_CALL", "0"))
+import torch
+
+_SIGNAL_AT_CALL = int(os.environ.get("TEST_SIGTERM_RANK_1_AT_CALL", "0"))
 
 
 class NoDropoutNet(convnet.GalaxyConvNet):
-    """On rank 1, training forward call number SIGNAL_AT_CALL sends this process SIGTERM."""
+    """On rank 1, training forward call number _SIGNAL_AT_CALL sends this process SIGTERM."""
 
     calls = 0
 
     def forward(self, views, normalise=True):
         if self.training:
             NoDropoutNet.calls += 1
-            if NoDropoutNet.calls == SIGNAL_AT_CALL and os.environ.get("RANK") == "1":
+            if NoDropoutNet.calls == _SIGNAL_AT_CALL and os.environ.get("RANK") == "1":
                 os.kill(os.getpid(), signal.SIGTERM)
         return super().forward(views, normalise)
 

@@ -197,7 +197,7 @@ def test_end_to_end_from_a_saved_checkpoint(isolated):
     paths.set_root(root)
     checkpoints.save_checkpoint(checkpoints.checkpoint_path(TINY_MODEL_NAME),
                                 dict(model=tiny_model(seed=0).state_dict(), script=str(script),
-                                     config={"PREPROCESSING": None}, data=checkpoints.data_stamp()))
+                                     config=recipe.Recipe().config(), data=checkpoints.data_stamp()))
     options = [TINY_MODEL_NAME, "--root", str(root), "--num-transforms", "2", "--device", "cpu", "--workers", "1"]
     assert predict_augmented_npy.main(options) == 1
     assert predict_augmented_npy.main([*options, "--script", str(script)]) == 0

@@ -175,7 +175,7 @@ def test_a_prediction_write_that_fails_keeps_the_predictions(trained, capsys, mo
 
 def write_blend_inputs():
     for split in ("valid", "test"):
-        ids = load_data.labelled_split().valid_ids if split == "valid" else load_data.load_ids("test")
+        ids = load_data.split_ids(split)
         save_predictions("model_a", split, np.full((len(ids), 37), 0.5, dtype=np.float32))
 
 
