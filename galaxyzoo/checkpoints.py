@@ -5,6 +5,7 @@ back through load_trained() without importing the training loop.
 """
 import hashlib
 import importlib.util
+import sys
 import zipfile
 from pathlib import Path
 
@@ -134,10 +135,10 @@ def load_checkpoint(path):
         kind = "a bare state dict" if isinstance(state, dict) and all(torch.is_tensor(v) for v in state.values()) \
             else f"a {type(state).__name__} without {' and '.join(CHECKPOINT_KEYS)}"
         raise errors.DataError(f"{path}: not a checkpoint of this project's training ({kind}); {advice}")
-    if DIGEST_KEY not in state:
-        raise errors.DataError(f"{path}: checkpoint without the digest of its contents (written by an older version "
-                                  f"of train.py), so damage to it cannot be found; {advice}")
-    if content_digest(state) != state[DIGEST_KEY]:
+    if DIGEST_KEY not in state:  # older checkpoints still load; the next save of a resumed run adds the digest
+        print(f"note: {path}: written before checkpoints carried a digest of their contents, so damage to it cannot "
+              f"be found", file=sys.stderr)
+    elif content_digest(state) != state[DIGEST_KEY]:
         raise errors.DataError(f"{path}: damaged checkpoint (its contents do not match the digest written with "
                                   f"them: changed on the disk or in a copy since); {advice}")
     return state

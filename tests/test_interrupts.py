@@ -89,14 +89,14 @@ def interrupted_training(root, folder, point):
 @pytest.mark.slow
 def test_a_second_ctrl_c_while_the_validation_views_are_prepared(root, isolated):
     """The first Ctrl-C asks the loop to stop after the chunk; the second stops at once."""
-    status, err = interrupted_training(root, isolated, ("realtime_augmentation", "identity_views", 1, 2, True))
+    status, err = interrupted_training(root, isolated, ("galaxyzoo.realtime_augmentation", "identity_views", 1, 2, True))
     assert_one_line_stop(status, err, "no checkpoint was written yet", root)
     assert not checkpoints.checkpoint_path(TINY_MODEL_NAME).exists()
 
 
 @pytest.mark.slow
 def test_ctrl_c_during_the_final_predictions(root, isolated):
-    status, err = interrupted_training(root, isolated, ("train", "write_test_predictions", 1, 1, False))
+    status, err = interrupted_training(root, isolated, ("galaxyzoo.train", "write_test_predictions", 1, 1, False))
     paths.set_root(root)
     assert_one_line_stop(status, err, f"the last checkpoint, {checkpoints.checkpoint_path(TINY_MODEL_NAME)}", root)
 
@@ -112,7 +112,7 @@ def test_a_second_ctrl_c_while_prediction_stops(root, isolated):
     status, err = interrupted_run(PROJECT_DIR / "predict_augmented_npy.py",
                                   [TINY_MODEL_NAME, "--root", str(root), "--script", str(script), "--num-transforms",
                                    "2", "--workers", "1", "--batch-size", "4", "--device", "cpu"],
-                                  ("checkpoints", "forward_batched", 1, 1, False),
+                                  ("galaxyzoo.checkpoints", "forward_batched", 1, 1, False),
                                   ("concurrent.futures", "ProcessPoolExecutor.shutdown", 1, 1, True))
     assert_one_line_stop(status, err, "the same command continues from there", root)
 
@@ -121,7 +121,7 @@ def test_a_second_ctrl_c_while_prediction_stops(root, isolated):
 def test_ctrl_c_while_the_cache_is_built(root):
     status, err = interrupted_run(PROJECT_DIR / "copy_data_to_shm.py",
                                   ["--root", str(root), "--subsets", "train", "--cache", "--workers", "2"],
-                                  ("parallel", "imap_unordered", 1, 2, False))
+                                  ("galaxyzoo.parallel", "imap_unordered", 1, 2, False))
     assert_one_line_stop(status, err, "no cache is left half-written", paths.ram_dir())
     assert not paths.cache_path("train").exists()
 
