@@ -225,3 +225,12 @@ def forward_batched(model, inputs, device, batch_size, label=None):
     outputs = [model(flat[i:i + batch_size].to(device)).float().cpu() for i in starts]
     model.train(was_training)
     return torch.cat(outputs).numpy()
+
+
+PREDICT_BATCH_SIZE = 64  # images per forward pass when predicting (dropout off, so it does not change results)
+
+
+def predict_views(model, views, device, label=None):
+    """Model outputs with dropout off for views (N, V, 3, S, S) (numpy) -> (N, 37) float32 numpy; a progress bar
+    named `label` when one is given."""
+    return forward_batched(model, views, device, PREDICT_BATCH_SIZE, label)

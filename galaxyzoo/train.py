@@ -46,13 +46,15 @@ import sys
 import time
 from pathlib import Path
 
-import matplotlib
 import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
 from galaxyzoo import checkpoints
+from galaxyzoo import device_chunks
+from galaxyzoo import learning_curve
+from galaxyzoo import model_submission
 from galaxyzoo import decision_tree
 from galaxyzoo import distributed
 import layers
@@ -64,15 +66,12 @@ from galaxyzoo import stages
 from galaxyzoo import submission
 from galaxyzoo import torch_augmentation as ta
 
-matplotlib.use("Agg")  # the learning curve is drawn to a file, never to a screen
-import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
 from galaxyzoo import paths
 from galaxyzoo import files
 from galaxyzoo import runner
 from galaxyzoo import errors
 
 MAX_NORM_EVERY = 10  # batches between max-norm rescalings, as in the original solution
-EVAL_BATCH_SIZE = 64  # images per forward pass when predicting (dropout off, so it does not change results)
 LOOP_STATE_KEYS = ("next_chunk", "next_batch", "chunk_losses", "losses_train", "losses_valid")
 
 
@@ -157,29 +156,6 @@ def set_rng_state(state):
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def learning_curve_path(model_name):
-    return paths.analysis_dir() / f"{model_name}_learning_curve.png"
-
-
-def save_learning_curve(path, losses_train, losses_valid, mean_baseline):
-    """Train RMSE per chunk, validation RMSE where measured, and the training-mean baseline, as a PNG."""
-    fig, ax = plt.subplots(figsize=(8, 5))
-    ax.plot(np.arange(1, len(losses_train) + 1), losses_train, label="train RMSE (dropout on)", lw=1)
-    if losses_valid:
-        chunks, values = zip(*losses_valid)
-        ax.plot(chunks, values, "o-", label="validation RMSE", ms=3)
-    ax.axhline(mean_baseline, color="grey", ls="--", label=f"predict the training mean ({mean_baseline:.4f})")
-    ax.set_xlabel("chunks trained")
-    ax.set_ylabel("RMSE")
-    ax.set_title(path.stem)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    with files.atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-
-
-
 # ---------------------------------------------------------------------------------------------------
 # Stopping on a signal
 
@@ -246,12 +222,6 @@ def train_batch(model, optimizer, views, labels, normalise):
         raise NonFiniteStep("a gradient holds NaN or infinity")
     optimizer.step()
     return loss.item()
-
-
-def predict(model, views, device, label=None):
-    """Model outputs with dropout off for views (N, 2, 3, 69, 69) (numpy) -> (N, 37) float32 numpy; a progress bar
-    named `label` when one is given."""
-    return checkpoints.forward_batched(model, views, device, EVAL_BATCH_SIZE, label)
 
 
 def main(namespace, argv=None):
@@ -361,12 +331,13 @@ def train_model(try_file, args, ranks):
 
     log("final predictions")
     valid_views = valid_views_for(config["INPUT"])
-    valid_predictions = np.clip(predict(model, valid_views, device, "validation"), 0.0, 1.0)
+    valid_predictions = np.clip(checkpoints.predict_views(model, valid_views, device, "validation"), 0.0, 1.0)
     valid_rmse = submission.rmse(valid_predictions, valid_labels)
     log(f"final validation RMSE {valid_rmse:.6f} (training-mean baseline {mean_baseline:.6f})")
     trainer.save(valid_ids=torch.from_numpy(np.asarray(valid_ids)),
                  valid_predictions=torch.from_numpy(valid_predictions), valid_rmse=valid_rmse)
-    write_test_predictions(model, config, device, args.workers, model_name)
+    model_submission.write(model, config, device, args.workers, model_name)
+    log(f"wrote {checkpoints.submission_path(model_name)}")
 
 
 # Tensors per parameter in the optimiser's state: Nesterov's velocity; Adam's two moment estimates (three with amsgrad).
@@ -404,43 +375,6 @@ def pretrained_weights(model, weights):
     record = model.load_pretrained(weights)
     log(f"backbone weights: {record['source']} (fingerprint {record['sha256']})")
     return record
-
-
-class LoadedChunk:
-    """A chunk's views (n, V, 3, S, S) and labels (n, 37) as tensors on the training device."""
-
-    def __init__(self, chunk, device):
-        self.index = chunk.index
-        self.views = torch.from_numpy(chunk.views).to(device)
-        self.labels = torch.from_numpy(chunk.labels).to(device)
-
-    def batch(self, b, size):
-        """(views, labels) of minibatch b of `size` images."""
-        rows = slice(b * size, (b + 1) * size)
-        return self.views[rows], self.labels[rows]
-
-
-class PlannedChunk:
-    """A chunk whose plan (realtime_augmentation.ChunkPlan) is warped on the cache's device a minibatch at a
-    time: the views RandomChunks builds for the same plan, up to interpolation rounding (it rounds to uint8)."""
-
-    def __init__(self, index, plan, cache, labels, size):
-        """cache: DeviceImageCache of the training images; labels: (N, 37) tensor on its device; size: the views'."""
-        self.index, self.plan, self.cache, self.labels, self.size = index, plan, cache, labels, size
-
-    def batch(self, b, size):
-        rows = slice(b * size, (b + 1) * size)
-        positions = torch.from_numpy(self.plan.positions[rows]).to(self.cache.device)
-        views = self.cache.views(positions, self.plan.matrices[rows], self.size)
-        ta.add_colour_noise_torch(views, torch.from_numpy(self.plan.noise[rows]))
-        return views, self.labels.index_select(0, positions)
-
-
-def planned_chunks(random_chunks, cache, labels):
-    """PlannedChunk for each chunk of random_chunks (a RandomChunks, not iterated): cache is the DeviceImageCache
-    of its images, labels their (N, 37) tensor on the same device."""
-    for k in range(random_chunks.start_chunk, random_chunks.num_chunks):
-        yield PlannedChunk(k, random_chunks.plan(k), cache, labels, random_chunks.views.size)
 
 
 class Trainer:
@@ -549,8 +483,8 @@ class Trainer:
             log(f"holding {len(train_ids)} training images on {self.device}")
             cache = ta.DeviceImageCache.from_ids(train_ids, "train", self.device)
             labels = torch.from_numpy(np.asarray(train_labels, dtype=np.float32)).to(self.device)
-            return (chunk for run in runs for chunk in planned_chunks(run, cache, labels))
-        return (LoadedChunk(chunk, self.device) for run in runs for chunk in run)
+            return (chunk for run in runs for chunk in device_chunks.planned_chunks(run, cache, labels))
+        return (device_chunks.LoadedChunk(chunk, self.device) for run in runs for chunk in run)
 
     def trained_module(self):
         """The module to train with: DistributedDataParallel around the model for several ranks (made again after
@@ -634,11 +568,11 @@ class Trainer:
         ranks wait."""
         if self.ranks.is_main:
             state = self.state
-            valid_rmse = submission.rmse(predict(self.model, valid_views, self.device, "validation"), valid_labels)
+            valid_rmse = submission.rmse(checkpoints.predict_views(self.model, valid_views, self.device, "validation"), valid_labels)
             state["losses_valid"].append((state["next_chunk"], valid_rmse))
             log(f"  validation RMSE {valid_rmse:.6f}  (predicting the training mean: {mean_baseline:.6f})")
             self.save()
-            save_learning_curve(learning_curve_path(self.model_name), state["losses_train"], state["losses_valid"],
+            learning_curve.save(learning_curve.path(self.model_name), state["losses_train"], state["losses_valid"],
                                 mean_baseline)
         distributed.barrier(self.ranks)
 
@@ -690,26 +624,3 @@ def stopped_at(chunk, batch, batches_per_chunk, num_chunks):
     if batch == 0:
         return f"stopped after chunk {chunk} of {num_chunks}"
     return f"stopped in chunk {chunk + 1} of {num_chunks}, after minibatch {batch} of {batches_per_chunk}"
-
-
-def write_test_predictions(model, config, device, workers, model_name):
-    """Predict every test image (no augmentation) and write predictions/final/<model>.csv.gz."""
-    test_ids = load_data.load_ids("test")
-    prepro = ra.prepro_matrices(config["PREPROCESSING"], test_ids, "test")
-    predictions = predict_streamed(model, test_ids, "test", prepro, workers, ra.input_views(config["INPUT"]), device)
-    path = checkpoints.submission_path(model_name)
-    submission.write_submission(path, test_ids, np.clip(predictions, 0.0, 1.0))
-    log(f"wrote {path}")
-
-
-def predict_streamed(model, galaxy_ids, subset, prepro, workers, views, device):
-    """The model's outputs (N, 37) float32 for the untransformed views of every image of galaxy_ids, predicted chunk by
-    chunk as the views are made: all of the test set's views at once would take 9 GB for two 69x69 views (48 GB for
-    one 224 px view)."""
-    outputs = np.empty((len(galaxy_ids), decision_tree.NUM_OUTPUTS), dtype=np.float32)
-    with tqdm(total=len(galaxy_ids), desc=f"{subset} predictions", unit="img", dynamic_ncols=True,
-              mininterval=1.0) as bar:
-        for positions, chunk_views in ra.identity_chunks(galaxy_ids, subset, prepro, workers, views):
-            outputs[positions] = predict(model, chunk_views, device)
-            bar.update(len(positions))
-    return outputs

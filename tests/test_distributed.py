@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from galaxyzoo import checkpoints
+from galaxyzoo import device_chunks
 from galaxyzoo import paths
 from galaxyzoo import records
 from galaxyzoo import distributed
@@ -113,7 +114,7 @@ def test_rank_shares_and_device_views_match_random_chunks(setting):
     np.testing.assert_array_equal(per_batch, expected.views)
 
     cache = ta.DeviceImageCache.from_ids(ids, "train", torch.device("cpu"))
-    chunk = next(train.planned_chunks(ra.RandomChunks(ids, labels, **options), cache, torch.from_numpy(labels)))
+    chunk = next(device_chunks.planned_chunks(ra.RandomChunks(ids, labels, **options), cache, torch.from_numpy(labels)))
     views, got_labels = (torch.cat(parts).numpy() for parts in zip(*(chunk.batch(b, 4) for b in range(2))))
     assert chunk.index == 1
     np.testing.assert_array_equal(got_labels, expected.labels)

@@ -96,7 +96,7 @@ def test_a_second_ctrl_c_while_the_validation_views_are_prepared(root, isolated)
 
 @pytest.mark.slow
 def test_ctrl_c_during_the_final_predictions(root, isolated):
-    status, err = interrupted_training(root, isolated, ("galaxyzoo.train", "write_test_predictions", 1, 1, False))
+    status, err = interrupted_training(root, isolated, ("galaxyzoo.model_submission", "write", 1, 1, False))
     paths.set_root(root)
     assert_one_line_stop(status, err, f"the last checkpoint, {checkpoints.checkpoint_path(TINY_MODEL_NAME)}", root)
 

@@ -1,6 +1,7 @@
 """Recipes trained in stages (stages.py): learning-rate schedules, frozen parameters, input and dropout changes at
 stage boundaries, layer-group learning rates, and resuming in the middle of a stage."""
 import os
+import re
 import signal
 
 import numpy as np
@@ -8,11 +9,14 @@ import pytest
 import torch
 
 from galaxyzoo import paths
+from galaxyzoo import backbones
 from galaxyzoo import checkpoints
+from galaxyzoo import convnet
+from galaxyzoo import realtime_augmentation as ra
 import load_data
 from galaxyzoo import stages
 from galaxyzoo import train
-from helpers import TINY_MODEL_NAME, make_tiny_root, tiny_recipe, tiny_settings, torchrun, try_file_source
+from helpers import PROJECT_DIR, TINY_MODEL_NAME, make_tiny_root, tiny_recipe, tiny_settings, torchrun, try_file_source
 
 STAGED_MODEL_SOURCE = '''import torch
 
@@ -185,3 +189,31 @@ def test_each_chunk_logs_its_first_and_last_learning_rate(isolated, tmp_path, ca
     assert "chunk 1/4  lr 0.01  " in out and "chunk 2/4  lr 0.01  " in out
     assert f"chunk 3/4  lr {lrs[0]:g} to {lrs[steps // 2 - 1]:g}  " in out
     assert f"chunk 4/4  lr {lrs[steps // 2]:g} to {lrs[-1]:g}  " in out
+
+
+@pytest.mark.parametrize("build", [lambda: convnet.GalaxyConvNet(num_filters=(4, 4, 4, 4), dense_units=16),
+                                   lambda: convnet.GalaxyConvNet(num_filters=(4, 4, 4, 4), dense_units=16,
+                                                                 part_dense_units=8),
+                                   lambda: backbones.create_model("resnet50")], ids=["convnet", "part_dense", "resnet50"])
+def test_the_2014_net_and_the_backbones_implement_the_staged_model_protocol(build):
+    """Layer groups that hold every parameter once (the head last), dropout set on the head, and the input checked."""
+    with torch.device("meta"):
+        model = build()
+    groups = model.layer_groups()
+    grouped = [id(p) for group in groups for p in group]
+    assert sorted(grouped) == sorted(id(p) for p in model.parameters()) and len(groups) == 3
+    model.set_dropout(0.25)
+    assert {m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)} == {0.25}
+    own_input = ra.ORIGINAL_INPUT if isinstance(model, convnet.GalaxyConvNet) else (224, 224)
+    model.check_input(ra.input_views(own_input))
+    with pytest.raises(ValueError):
+        model.check_input(ra.input_views((224, 224) if own_input == ra.ORIGINAL_INPUT else ra.ORIGINAL_INPUT))
+
+
+def test_no_module_outside_the_model_modules_asks_for_a_model_s_class():
+    """What the loop and the scripts need of a network is the protocol, never its class."""
+    model_modules = {"convnet.py", "backbones.py", "layers.py"}
+    sources = [p for p in PROJECT_DIR.rglob("*.py") if ".venv" not in p.parts and "tests" not in p.parts
+               and p.name not in model_modules]
+    asking = [str(p) for p in sources if re.search(r"isinstance\([^)]*(GalaxyConvNet|PretrainedNet)", p.read_text())]
+    assert asking == []

@@ -18,6 +18,8 @@ import torch.nn.functional as F
 from galaxyzoo import errors
 from galaxyzoo import paths
 from galaxyzoo import checkpoints
+from galaxyzoo import learning_curve
+from galaxyzoo import model_submission
 from galaxyzoo import decision_tree
 import load_data
 import predict_augmented_npy
@@ -89,7 +91,7 @@ def test_schedule_scaling_and_lookup():
 def test_interrupted_run_resumes_to_the_same_parameters(isolated, recipe, monkeypatch):
     root = make_tiny_root(isolated / "root")
     uninterrupted = run_training(recipe, root)
-    curve = train.learning_curve_path(TINY_MODEL_NAME)
+    curve = learning_curve.path(TINY_MODEL_NAME)
     assert curve.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     csv_path = paths.predictions_dir() / f"{TINY_MODEL_NAME}.csv.gz"
     with gzip.open(csv_path, "rt") as f:
@@ -367,10 +369,11 @@ def test_the_test_set_is_predicted_chunk_by_chunk(isolated, monkeypatch):
     root = make_tiny_root(isolated / "root", num_train=4, num_test=7)
     paths.set_root(root)
     monkeypatch.setattr(ra, "default_images_per_chunk", lambda num_transforms: 3)
-    model, seen, predict = tiny_model(seed=0), [], train.predict
-    monkeypatch.setattr(train, "predict", lambda m, views, device: seen.append(len(views)) or predict(m, views, device))
+    model, seen, predict = tiny_model(seed=0), [], checkpoints.predict_views
+    monkeypatch.setattr(checkpoints, "predict_views",
+                        lambda m, views, device: seen.append(len(views)) or predict(m, views, device))
     ids = load_data.load_ids("test")
-    streamed = train.predict_streamed(model, ids, "test", None, 0, ra.input_views(ra.ORIGINAL_INPUT), "cpu")
+    streamed = model_submission.predict_streamed(model, ids, "test", None, 0, ra.input_views(ra.ORIGINAL_INPUT), "cpu")
     assert seen == [3, 3, 1]
     all_at_once = predict(model, ra.identity_views(ids, "test", num_workers=0), "cpu")
     np.testing.assert_allclose(streamed, all_at_once, atol=1e-6)
