@@ -127,14 +127,16 @@ def check_data(path, state, stamp, advice):
                                   f"so its validation split is not the images it held out; {advice}")
 
 
-def load_trained(model_name, device="cpu", script=None):
+def load_trained(model_name, device="cpu", script=None, check_training_data=True):
     """The trained model of analysis/final/<model_name>.pt in eval mode, and its config dict. Refused when it was
-    trained on other data than data/train_ids.npy and data/solutions_train.npy hold now."""
+    trained on other data than data/train_ids.npy and data/solutions_train.npy hold now, unless not
+    check_training_data (a model applied to images of its own, which need not be those it was trained on)."""
     path = checkpoint_path(model_name)
     if not path.exists():
         raise load_data.DataError(f"{path}: no checkpoint; train the model with {model_name}.py first")
     state = load_checkpoint(path)
-    check_data(path, state, data_stamp(), f"train it again ({model_name}.py --fresh), or restore those files")
+    if check_training_data:
+        check_data(path, state, data_stamp(), f"train it again ({model_name}.py --fresh), or restore those files")
     model = import_try_script(model_name, script).build_model()
     load_model_state(model, state["model"], path, model_name)
     return model.to(device).eval(), with_defaults(state["config"])
