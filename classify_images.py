@@ -7,8 +7,8 @@ most-voted answer to each question along the decision tree, one CSV row per imag
 
 DIR_OR_FILES: folders (their .jpg, .jpeg and .png files, not those of sub-folders) and files. Each model is a
 try_*.py name whose checkpoint is analysis/final/<name>.pt (or the path of its try script, for one outside the
-project folder). The models were trained on the competition's images: SDSS gri colour composites, 424x424 pixels,
-centred on the galaxy and scaled to its size (doc/method.md, "The images"). Prepare yours the same way; this script
+project folder). The models were trained on the competition's images: SDSS colour composites, 424x424 pixels,
+centred on the galaxy and scaled to its size (README, "Your own images"). Prepare yours the same way; this script
 only takes the centred largest square of each image and resamples it to 424x424.
 
 Each model averages its predictions over the test-time transforms that step 6 used for it (the record of its test
