@@ -17,6 +17,7 @@ Whatever the run lacks is said where it would be shown. Only report/ is written:
 whole once it is complete.
 """
 import argparse
+import ast
 import html
 import os
 import shutil
@@ -147,9 +148,15 @@ def check_ids(subset):
     return lambda: load_data.load_ids(subset)
 
 
-def check_checkpoint(path):
-    return lambda: checkpoints.check_data(path, checkpoints.load_checkpoint(path), checkpoints.data_stamp(),
-                                          "train it again with --fresh")
+def check_checkpoint(run, model):
+    """A check that the model's checkpoint (as Run read it) was trained on the data as it is now."""
+    def check():
+        state = run.checkpoint.get(model)
+        if state is None:
+            raise load_data.DataError(run.problems[f"checkpoint {model}"])
+        checkpoints.check_data(checkpoints.checkpoint_path(model), state, checkpoints.data_stamp(),
+                               "train it again with --fresh")
+    return check
 
 
 def check_recorded(path, ids, what, rerun):
@@ -176,7 +183,7 @@ def pipeline_steps(run):
     for model in run.models:
         path = checkpoints.checkpoint_path(model)
         steps.append(("5", f"train {model}", [
-            file_state(path, check_checkpoint(path), command(f"{model}.py")),
+            file_state(path, check_checkpoint(run, model), command(f"{model}.py")),
             file_state(train.learning_curve_path(model), None, command(f"{model}.py")),
             file_state(checkpoints.submission_path(model), None, command(f"{model}.py"))]))
     valid_ids = lambda: load_data.labelled_split().valid_ids  # noqa: E731
@@ -223,7 +230,6 @@ def recipe_summary(model, config):
     script = HERE / f"{model}.py"
     lines = []
     if script.exists():
-        import ast
         docstring = ast.get_docstring(ast.parse(script.read_text())) or ""
         lines.append(esc(docstring.strip().splitlines()[0]) if docstring.strip() else "")
     lines += [f"<b>{key}</b> {esc(str(config[key]))}" for key in RECIPE_KEYS if key in config]
