@@ -13,9 +13,11 @@ import blend_predictions
 import checkpoints
 import classify_images
 import decision_tree
+import extract_pysex_params
 import layers
 import load_data
 import predict_augmented_npy
+import realtime_augmentation as ra
 from helpers import TINY_MODEL_NAME, isolation, make_small_run, tiny_model, tiny_recipe, write_labels
 
 SECOND_MODEL = "try_tiny_test_model_b"
@@ -78,6 +80,29 @@ def test_without_fitted_weights_for_these_models_the_plain_average_is_said_and_u
     assert status == 0 and "plain average: no fitted weights" in capsys.readouterr().out
     uniform = load_data.load_gz(copy / "predictions" / "final" / "blended" / blend_predictions.BLEND_FILES["uniform"])
     np.testing.assert_allclose(values_of(table), uniform, atol=1e-6)
+
+
+def test_a_model_that_centres_and_rescales_measures_each_image_as_step_3_does(run_root, tmp_path):
+    """The tiny model's checkpoint made to declare centred and rescaled input: classify_images measures each image
+    itself and gets what step 6 gives from step 3's parameter files."""
+    root, _ = run_root
+    copy = shutil.copytree(root, tmp_path / "copy")
+    load_data.set_root(copy)
+    path = checkpoints.checkpoint_path(TINY_MODEL_NAME)
+    state = checkpoints.load_checkpoint(path)
+    state["config"]["PREPROCESSING"] = "centre_rescale"
+    checkpoints.save_checkpoint(path, state)
+    assert extract_pysex_params.main(["--workers", "1"]) == 0
+    script = copy / f"{TINY_MODEL_NAME}.py"
+    assert predict_augmented_npy.main([TINY_MODEL_NAME, "--num-transforms", "2", "--workers", "0", "--device", "cpu",
+                                       "--script", str(script)]) == 0
+    test_ids = load_data.load_ids("test")
+    prepro = ra.prepro_matrices("centre_rescale", test_ids, "test")
+    assert not np.allclose(prepro, np.eye(3))  # the preprocessing moves or zooms the images
+    status, table = classify(copy, [load_data.raw_images_dir("test")], [script], tmp_path / "out.csv")
+    assert status == 0
+    np.testing.assert_allclose(values_of(table), load_data.load_gz(load_data.augmented_predictions_path(
+        TINY_MODEL_NAME, "test")), atol=1e-6)
 
 
 def test_other_sizes_and_formats_are_resampled_to_the_424_frame(run_root, tmp_path):
