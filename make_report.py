@@ -39,6 +39,7 @@ import checkpoints  # noqa: E402
 import convert_npy_to_csv  # noqa: E402
 import decision_tree  # noqa: E402
 import load_data  # noqa: E402
+import recipe  # noqa: E402
 import score_predictions  # noqa: E402
 import source_params  # noqa: E402
 import submission  # noqa: E402
@@ -50,7 +51,7 @@ THUMBNAIL_SIZE = 128  # pixels per side of a galaxy's thumbnail (the image is 42
 GALAXIES_PER_GROUP = 4  # best-, median- and worst-predicted galaxies shown
 WORST_PER_QUESTION = 2
 # Config keys shown as a model's recipe summary, in this order, when its checkpoint has them.
-RECIPE_KEYS = ("INPUT", "PREPROCESSING", "NUM_CHUNKS", "CHUNK_SIZE", "BATCH_SIZE", "LEARNING_RATE_SCHEDULE", "MOMENTUM",
+RECIPE_KEYS = ("INPUT", "PREPROCESSING", "NUM_CHUNKS", "CHUNK_SIZE", "BATCH_SIZE",
                "OPTIMIZER", "STAGES", "VALIDATE_EVERY", "INIT", "SEED", "AUGMENTATION")
 
 
@@ -252,7 +253,7 @@ def member_html(run, model, folder):
         problem = run.problems.get(f"checkpoint {model}", f"no checkpoint; train it with {command(f'{model}.py')}")
         lines.append(missing(problem))
     else:
-        config = checkpoints.with_defaults(state["config"])
+        config = recipe.config_from_checkpoint(state["config"])
         seconds = state.get("train_seconds")
         parameters = sum(int(tensor.numel()) for tensor in state["model"].values())
         lines.append(f"<p>{recipe_summary(model, config)}</p>")

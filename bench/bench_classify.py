@@ -25,6 +25,7 @@ import layers
 import load_data
 import predict_augmented_npy
 import realtime_augmentation as ra
+import recipe
 from bench_tta import synthetic_images
 
 MODELS = ("try_convnet_cc_multirotflip_3x69r45_maxout2048_extradense", "try_convnet_cc_multirotflip_3x69r45_maxout2048")
@@ -45,7 +46,7 @@ def save_random_checkpoints(seed=0):
         network = checkpoints.import_try_script(model).build_model()
         layers.reinitialise_standard(network)
         checkpoints.save_checkpoint(checkpoints.checkpoint_path(model),
-                                    dict(model=network.state_dict(), config={"PREPROCESSING": None}))
+                                    dict(model=network.state_dict(), config=recipe.Recipe().config()))
 
 
 def timed(function):

@@ -18,6 +18,7 @@ import layers
 import load_data
 import predict_augmented_npy
 import realtime_augmentation as ra
+import recipe
 from helpers import TINY_MODEL_NAME, isolation, make_small_run, tiny_model, tiny_recipe, write_labels
 
 SECOND_MODEL = "try_tiny_test_model_b"
@@ -191,7 +192,7 @@ def test_the_real_samples_test_images_get_step_6s_numbers(isolated, real_sample,
     model = tiny_model(seed=5)
     layers.reinitialise_standard(model)  # outputs that differ from image to image
     checkpoints.save_checkpoint(checkpoints.checkpoint_path(TINY_MODEL_NAME),
-                                dict(model=model.state_dict(), config={"PREPROCESSING": None},
+                                dict(model=model.state_dict(), config=recipe.Recipe().config(),
                                      data=checkpoints.data_stamp()))
     assert predict_augmented_npy.main([TINY_MODEL_NAME, "--root", str(root), "--num-transforms", "3", "--workers", "0",
                                        "--device", "cpu", "--script", str(script)]) == 0
