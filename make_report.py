@@ -140,7 +140,7 @@ def file_state(path, check, rerun, optional=False):
     if not Path(path).exists():
         return FileState(path, "not made" if optional else "missing", "optional" if optional else "", rerun)
     if check is None:
-        return FileState(path, "written", "no record: made together with the files of its step", "")
+        return FileState(path, "written", "no record (made with its step's other files)", "")
     problem = attempt(check)[1]
     return FileState(path, "fresh" if problem is None else "stale", problem or "", "" if problem is None else rerun)
 
@@ -214,7 +214,8 @@ def pipeline_section(run):
     rows = []
     for number, title, states in pipeline_steps(run):
         for k, state in enumerate(states):
-            step = f"<td rowspan={len(states)}>{number}</td><td rowspan={len(states)}>{esc(title)}</td>" if k == 0 else ""
+            step = (f"<td rowspan={len(states)}>{number}</td><td rowspan={len(states)} class=title>{esc(title)}</td>"
+                    if k == 0 else "")
             todo = f"<code>{esc(state.command)}</code>" if state.command else ""
             rows.append(f"<tr>{step}<td><code>{esc(shown(state.path))}</code></td>"
                         f"<td class='{state.status.replace(' ', '-')}'>{state.status}</td>"
@@ -492,6 +493,8 @@ STYLE = """
 body { font-family: sans-serif; margin: 1.5em; max-width: 1400px; color: #222; }
 table { border-collapse: collapse; margin: 0.5em 0 1em; font-size: 13px; }
 td, th { border: 1px solid #ccc; padding: 2px 6px; vertical-align: top; }
+th, td.fresh, td.stale, td.not-made, td.written { white-space: nowrap; }
+td.title { max-width: 15em; overflow-wrap: anywhere; }
 td.fresh { background: #d8f0d8; } td.stale { background: #f6d0c8; } td.missing { background: #f6e3b0; }
 td.not-made, td.written { background: #eee; }
 .missing { color: #8a4b00; font-style: italic; }
@@ -499,7 +502,7 @@ td.not-made, td.written { background: #eee; }
 .card { border: 1px solid #bbb; padding: 6px; width: 330px; font-size: 12px; }
 .card table { font-size: 11px; } tr.differs td { background: #fbe3dc; }
 nav a { margin-right: 1em; }
-code { font-size: 12px; }
+code { font-size: 12px; overflow-wrap: anywhere; }
 img { max-width: 100%; }
 """
 
