@@ -17,6 +17,7 @@ record lists the prediction files it was made from; each prediction file is read
 made for the current validation or test IDs from its model's checkpoint as it is now.
 """
 import argparse
+import json
 import sys
 
 import numpy as np
@@ -35,8 +36,39 @@ BLEND_FILES = {"uniform": "blended_predictions_uniform.npy.gz", "per_model": "bl
                "per_column": "blended_predictions_separate.npy.gz"}
 
 
+WEIGHTS_FILE = "blend_weights.json"
+
+
 def blended_dir():
     return paths.predictions_dir() / "blended"
+
+
+def save_weights(models, weights_by_blend, made_from):
+    """Write blend_weights.json: {"models": [...], blend name: weights (M,) or (M, 37) as lists}, with its record
+    (the prediction files the weights were fitted on)."""
+    path = blended_dir() / WEIGHTS_FILE
+    with files.atomic_path(path) as tmp:
+        tmp.write_text(json.dumps({"models": list(models), **{name: weights.tolist()
+                                                              for name, weights in weights_by_blend.items()}}) + "\n")
+    records.write_record(path, "blend_predictions.py", predictions=made_from)
+    return path
+
+
+def load_weights():
+    """(models, {blend name: weights array}) of blend_weights.json, refused (DataError) when the prediction files it
+    was fitted on have changed since, or when it is missing or damaged."""
+    path = blended_dir() / WEIGHTS_FILE
+    rerun = "run blend_predictions.py again"
+    if not path.exists():
+        raise errors.DataError(f"{path}: missing; {rerun}")
+    records.check_record(path, rerun)
+    try:
+        saved = json.loads(path.read_text())
+        models = [str(name) for name in saved["models"]]
+        weights = {name: np.asarray(saved[name], dtype=np.float64) for name in BLEND_FILES}
+    except (ValueError, KeyError, TypeError) as exc:
+        raise errors.DataError(f"{path}: unreadable ({exc}); {rerun}") from None
+    return models, weights
 
 
 def available_models(chosen=None):
@@ -162,12 +194,13 @@ def run(chosen=None):
 
     test_ids = load_data.load_ids("test")
     made_from = [records.file_input(paths.augmented_predictions_path(model, split))
-                 for model in models for split in ("valid", "test")]
+                 for model in models for split in load_data.SPLITS]
     for name, blended in blend_test_set(models, weights_by_blend, test_ids).items():
         path = blended_dir() / BLEND_FILES[name]
         records.save_gz(path, blended.astype(np.float32), "blend_predictions.py", ids=records.ids_stamp(test_ids),
                           predictions=made_from)
         print(f"wrote {path}")
+    print(f"wrote {save_weights(models, weights_by_blend, made_from)}")
 
 
 def main(argv=None):

@@ -27,6 +27,7 @@ import torch
 import blend_predictions
 from galaxyzoo import checkpoints
 import convert_npy_to_csv
+import make_report
 import predict_augmented_npy
 import score_predictions
 from galaxyzoo import source_params
@@ -149,8 +150,11 @@ def main():
              ["convert_npy_to_csv.py", str(uniform_blend), *with_root], env)
     run_step(9, "score the submission against the synthetic test labels",
              [score_predictions.default_png_path(submission)], ["score_predictions.py", str(submission), *with_root], env)
+    report = make_report.report_dir() / "index.html"
+    run_step(10, "the run's report", [report], ["make_report.py", *with_root], env)
 
     print(f"\nDemo finished in {(time.time() - started) / 60:.1f} min. Everything is under {root}.")
+    print(f"The run's report: {report} (open it in a browser)")
 
 
 if __name__ == "__main__":

@@ -331,19 +331,26 @@ def measure_image(task):
     failure being None, 'no source' or the measurement error's message. Raises errors.DataError for an unreadable
     image."""
     galaxy_id, subset, backend, layout = task
-    measure_set = BACKENDS[backend](load_data.load_image(galaxy_id, subset, layout)[..., GREEN].astype(np.float64))
+    return measure_green(load_data.load_image(galaxy_id, subset, layout)[..., GREEN].astype(np.float64), backend,
+                         f"GalaxyID {galaxy_id}")
+
+
+def measure_green(green, backend, who):
+    """The rows of every parameter set for one image's green channel (H, W) float64 in [0, 1], as measure_image
+    returns them; `who` names the image in messages."""
+    measure_set = BACKENDS[backend](green)
     results = []
     for param_set in PARAM_SETS:
         try:
             results.append((measure_set(param_set), None))
         except sextractor.ProgramFailed as exc:
-            raise errors.DataError(f"GalaxyID {galaxy_id}: {exc}") from None
+            raise errors.DataError(f"{who}: {exc}") from None
         except NoSourceFound:
             results.append((missing_row(param_set), "no source"))
         except Exception as exc:
             if type(exc) is not Exception:  # sep reports its failures as bare Exceptions; anything else is a bug
                 raise
-            results.append((missing_row(param_set), f"GalaxyID {galaxy_id}: {exc}"))
+            results.append((missing_row(param_set), f"{who}: {exc}"))
     return results
 
 

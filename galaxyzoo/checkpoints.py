@@ -199,12 +199,14 @@ def require_checkpoint(model_name, script=None):
     return path
 
 
-def load_trained(model_name, device="cpu", script=None):
+def load_trained(model_name, device="cpu", script=None, check_training_data=True):
     """The trained model of analysis/final/<model_name>.pt in eval mode, and its config dict. Refused when it was
-    trained on other data than data/train_ids.npy and data/solutions_train.npy hold now."""
+    trained on other data than data/train_ids.npy and data/solutions_train.npy hold now, unless not
+    check_training_data (a model applied to images of its own, which need not be those it was trained on)."""
     path = require_checkpoint(model_name, script)
     state = load_checkpoint(path)
-    check_data(path, state, data_stamp(), f"train it again ({model_name}.py --fresh), or restore those files")
+    if check_training_data:
+        check_data(path, state, data_stamp(), f"train it again ({model_name}.py --fresh), or restore those files")
     check_finite(path, state["model"], f"train it again with {model_name}.py --fresh")
     model = import_try_script(model_name, script).build_model()
     load_model_state(model, state["model"], path, model_name)

@@ -74,3 +74,17 @@ def tree_violations(labels, tol=1e-5):
     actual, expected = question_sums(labels), expected_sums(labels)
     rows, qs = np.nonzero(np.abs(actual - expected) > tol)
     return [(int(r), QUESTIONS[q].number, float(actual[r, q]), float(expected[r, q])) for r, q in zip(rows, qs)]
+
+
+def most_voted_answers(values):
+    """The most-voted answer of each question along the tree: values (N, 37) -> (N, 11) int, the answer's index
+    within its question (0-based), or -1 where the question is not reached (its parent answer is not the most-voted
+    one of the parent question). Q1 and Q6 are always reached."""
+    values = np.asarray(values, dtype=np.float64)
+    answers = np.stack([values[:, s].argmax(axis=1) for s in QUESTION_SLICES], axis=1)
+    for q, parent in enumerate(PARENT_INDEX):
+        if parent is not None:  # parents come before their children in QUESTIONS
+            parent_question = QUESTIONS.index(question_of_column(parent))
+            parent_answer = parent - QUESTION_SLICES[parent_question].start
+            answers[answers[:, parent_question] != parent_answer, q] = -1
+    return answers

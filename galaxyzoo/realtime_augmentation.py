@@ -154,8 +154,14 @@ def prepro_matrices(preprocessing, galaxy_ids, subset):
     (N, 3, 3) float64 aligned with galaxy_ids, or None for no preprocessing."""
     if preprocessing is None:
         return None
-    param_set, rescale = source_params.PREPROCESSING[preprocessing]
-    column = source_params.load_columns(param_set, subset, galaxy_ids)
+    param_set = source_params.PREPROCESSING[preprocessing][0]
+    return prepro_from_columns(preprocessing, source_params.load_columns(param_set, subset, galaxy_ids))
+
+
+def prepro_from_columns(preprocessing, column):
+    """The preprocessing transforms (N, 3, 3) of a recipe's PREPROCESSING (a key of source_params.PREPROCESSING) from
+    measured source-extraction parameters: column {name: (N,) float64}, as source_params.load_columns returns."""
+    rescale = source_params.PREPROCESSING[preprocessing][1]
     if not rescale:
         return np.stack([centring_transform(x, y) for x, y in zip(column["x"], column["y"])])
     return np.stack([centring_transform(x, y, a, petro_radius=r, rescale=True)

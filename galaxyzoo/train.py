@@ -393,6 +393,8 @@ class Trainer:
         self.wrapped = None
         self.stages = [stages.Stage(**stage) for stage in config["STAGES"]]
         self.stage_index, self.optimizer = None, None
+        # wall time spent by earlier runs of this checkpoint (None: made before checkpoints kept it), and this run's start
+        self.seconds_before, self.started = 0.0, time.time()
         self.enter_stage(0)
 
     def enter_stage(self, index):
@@ -444,6 +446,7 @@ class Trainer:
                                                        "another --seed)")
         self.state = {key: saved[key] for key in LOOP_STATE_KEYS}
         self.weights = saved.get("weights")
+        self.seconds_before = saved.get("train_seconds")
         if not self.finished():
             self.enter_stage(stages.stage_at(self.stages, self.state["next_chunk"]))
         self.optimizer.load_state_dict(saved["optimizer"])
@@ -463,7 +466,11 @@ class Trainer:
         checkpoints.save_checkpoint(self.checkpoint_path, dict(
             self.state, model=self.model.state_dict(), optimizer=self.optimizer.state_dict(), config=self.config,
             seed=self.config["SEED"], model_name=self.model_name, script=self.script, rng=rng_state(),
-            weights=self.weights, data=self.data, **extra))
+            weights=self.weights, data=self.data, train_seconds=self.train_seconds(), **extra))
+
+    def train_seconds(self):
+        """Wall time of every run that trained this checkpoint so far, or None when an earlier run did not record it."""
+        return None if self.seconds_before is None else self.seconds_before + time.time() - self.started
 
     def chunk_source(self, train_ids, train_labels):
         """This rank's share of every chunk from state's next_chunk on, each with .index and .batch(b, size)."""

@@ -1,5 +1,6 @@
 """What the tests share besides fixtures: the project folder, the tiny model and its try script, labels valid in
-the decision tree, the one builder of tiny project roots, isolation from shared data, and a few constants."""
+the decision tree, the one builder of tiny project roots, a small run of every step, isolation from shared data, and a
+few constants."""
 import collections
 import contextlib
 import errno
@@ -15,12 +16,20 @@ import pytest
 import torch
 from PIL import Image
 
+import blend_predictions
+import convert_npy_to_csv
+import create_solutions_train
+import create_train_ids
+import load_data
+import make_synthetic_data
+import predict_augmented_npy
+import score_predictions
 from galaxyzoo import checkpoints
 from galaxyzoo import convnet
 from galaxyzoo import decision_tree
-import load_data
 from galaxyzoo import paths
 from galaxyzoo import records
+from galaxyzoo import train
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 
@@ -161,6 +170,30 @@ def make_tiny_root(path, num_train=40, num_test=5, seed=0, galaxy_image=random_g
             train_ids = ids
     write_labels(path, train_ids, tree_valid_labels(num_train, rng).astype(np.float32))
     return path
+
+
+def make_small_run(root, models=(TINY_MODEL_NAME,), num_train=60, num_test=6, num_transforms=2):
+    """Every pipeline step on a rendered dataset under root (set as the root): the tiny try script under each name of
+    `models` (seeds 3, 4, ...) written to root, trained for 2 chunks from the standard initialisation (whose outputs
+    differ from image to image: the original's stay at one value this early), averaged over num_transforms, then
+    blended, converted and scored. Returns {model: its try script's path}."""
+    assert make_synthetic_data.main(["--root", str(root), "--num-train", str(num_train), "--num-test", str(num_test),
+                                     "--workers", "1"]) == 0
+    paths.set_root(root)
+    assert create_train_ids.main([]) == 0 and create_solutions_train.main([]) == 0
+    scripts = {}
+    for seed, model in enumerate(models, start=3):
+        recipe = tiny_recipe(Path(root), try_file_source(tiny_settings(SEED=seed)), model)
+        train.main(recipe, ["--num-chunks", "2", "--workers", "0", "--init", "standard"])
+        scripts[model] = recipe["__file__"]
+        assert predict_augmented_npy.main([model, "--num-transforms", str(num_transforms), "--workers", "0",
+                                           "--device", "cpu", "--script", scripts[model]]) == 0
+    assert blend_predictions.main([]) == 0
+    submission_csv = convert_npy_to_csv.csv_path_for(
+        blend_predictions.blended_dir() / blend_predictions.BLEND_FILES["uniform"])
+    assert convert_npy_to_csv.main([str(submission_csv).replace(".csv.gz", ".npy.gz")]) == 0
+    assert score_predictions.main([str(submission_csv)]) == 0
+    return scripts
 
 
 def write_labels(root, train_ids, labels, csv=None):
