@@ -1,6 +1,7 @@
 """runner.py: the one way every script reports a user's error (one line, exit 1), a stop (one line, exit 130) and
 a bug (its traceback), and the options several scripts share, each defined once."""
 import argparse
+import signal
 import subprocess
 import sys
 
@@ -30,11 +31,21 @@ def test_a_user_s_error_is_one_line_naming_the_rank_and_a_bug_keeps_its_tracebac
             runner.report_errors(failing(bug))
 
 
-def test_a_stop_is_one_line_and_exit_130(capsys):
+@pytest.fixture
+def signal_handlers():
+    """The SIGINT and SIGTERM handlers restored afterwards: a stop leaves both ignored until the process exits."""
+    saved = {sig: signal.getsignal(sig) for sig in runner.STOP_SIGNALS}
+    yield
+    for sig, handler in saved.items():
+        signal.signal(sig, handler)
+
+
+def test_a_stop_is_one_line_and_exit_130(capsys, signal_handlers):
     assert runner.report_errors(failing(KeyboardInterrupt()), "the images done are kept") == runner.INTERRUPTED
     assert capsys.readouterr().err == "\nstopped; the images done are kept\n"
     assert runner.report_errors(failing(KeyboardInterrupt()), lambda: "asked when stopping") == runner.INTERRUPTED
     assert capsys.readouterr().err == "\nstopped; asked when stopping\n"
+    assert all(signal.getsignal(sig) == signal.SIG_IGN for sig in runner.STOP_SIGNALS)
 
 
 def test_a_rank_leaves_its_job_with_the_error_going_on_to_the_runner(capsys):
