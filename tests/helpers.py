@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from PIL import Image
@@ -279,3 +280,25 @@ def torchrun(script, *args, extra_env=None):
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result
+
+
+def real_sample_root(root, real_sample, num_train=None, num_test=None, link_csv=False):
+    """A project root of the real sample's images (symlinked, never copied): its first num_train labelled training
+    and num_test test images (all when None), their ID lists, and labels with their record (made from the sample's
+    label CSV, linked in as data/raw's when link_csv). Returns (train IDs, test IDs)."""
+    labels_csv = pd.read_csv(real_sample / "training_solutions_rev1_sample.csv")
+    train_ids = np.sort(labels_csv["GalaxyID"].to_numpy(np.int64))[:num_train]
+    test_ids = np.sort(np.array([int(p.stem) for p in (real_sample / "images_test_rev1").glob("*.jpg")]))[:num_test]
+    for subset, ids, source in (("train", train_ids, "images_train_rev1"), ("test", test_ids, "images_test_rev1")):
+        folder = root / "data" / "raw" / paths.RAW_IMAGE_FOLDERS[subset]
+        folder.mkdir(parents=True)
+        for galaxy_id in ids:
+            (folder / f"{galaxy_id}.jpg").symlink_to(real_sample / source / f"{galaxy_id}.jpg")
+        np.save(root / "data" / f"{subset}_ids.npy", ids)
+    csv = None
+    if link_csv:
+        csv = root / "data" / "raw" / paths.SOLUTIONS_CSV
+        csv.symlink_to(real_sample / "training_solutions_rev1_sample.csv")
+    labels = labels_csv.set_index("GalaxyID").loc[train_ids, list(decision_tree.COLUMNS)].to_numpy(np.float32)
+    write_labels(root, train_ids, labels, csv=csv)
+    return train_ids, test_ids

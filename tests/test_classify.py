@@ -19,7 +19,7 @@ import load_data
 import predict_augmented_npy
 from galaxyzoo import realtime_augmentation as ra
 from galaxyzoo import recipe
-from helpers import TINY_MODEL_NAME, isolation, make_small_run, tiny_model, tiny_recipe, write_labels
+from helpers import TINY_MODEL_NAME, isolation, make_small_run, real_sample_root, tiny_model, tiny_recipe
 from galaxyzoo import paths
 from galaxyzoo import records
 from galaxyzoo import runner
@@ -179,17 +179,7 @@ def test_the_real_samples_test_images_get_step_6s_numbers(isolated, real_sample,
     """A tiny checkpoint on a root of real images (symlinked, never copied): classify_images on the sample's own
     test files gives what predict_augmented_npy.py wrote for those IDs over the same 3 transforms."""
     root = isolated / "real_root"
-    labels_csv = pd.read_csv(real_sample / "training_solutions_rev1_sample.csv")
-    train_ids = np.sort(labels_csv["GalaxyID"].to_numpy(np.int64))[:20]
-    test_ids = np.sort(np.array([int(p.stem) for p in (real_sample / "images_test_rev1").glob("*.jpg")]))[:8]
-    for subset, ids, source in (("train", train_ids, "images_train_rev1"), ("test", test_ids, "images_test_rev1")):
-        folder = root / "data" / "raw" / paths.RAW_IMAGE_FOLDERS[subset]
-        folder.mkdir(parents=True)
-        for galaxy_id in ids:
-            (folder / f"{galaxy_id}.jpg").symlink_to(real_sample / source / f"{galaxy_id}.jpg")
-        np.save(root / "data" / f"{subset}_ids.npy", ids)
-    labels = labels_csv.set_index("GalaxyID").loc[train_ids, list(decision_tree.COLUMNS)].to_numpy(np.float32)
-    write_labels(root, train_ids, labels)
+    _, test_ids = real_sample_root(root, real_sample, num_train=20, num_test=8)
     paths.set_root(root)
     script = tiny_recipe(tmp_path)["__file__"]
     model = tiny_model(seed=5)

@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
@@ -28,7 +27,7 @@ from galaxyzoo.recipe import Recipe
 from galaxyzoo import stages
 from galaxyzoo import train
 from helpers import (PROJECT_DIR, TINY_MODEL_NAME, make_tiny_root, tiny_model, tiny_model_source, tiny_recipe,
-                     tiny_settings, tree_valid_labels, try_file_source, write_labels)
+                     real_sample_root, tiny_settings, tree_valid_labels, try_file_source)
 
 SHORT_RUN = ["--num-chunks", "3", "--workers", "0"]  # no process pools: quicker on 2 cores
 
@@ -192,18 +191,7 @@ def test_standard_init_is_recorded_and_resuming_without_it_is_refused(isolated, 
 def test_smoke_on_the_real_sample(isolated, recipe, real_sample):
     """Two tiny chunks on the real labelled images (symlinked, never copied)."""
     root = isolated / "real_root"
-    labels_csv = pd.read_csv(real_sample / "training_solutions_rev1_sample.csv")
-    train_ids = np.sort(labels_csv["GalaxyID"].to_numpy(np.int64))
-    test_ids = np.sort(np.array([int(p.stem) for p in (real_sample / "images_test_rev1").glob("*.jpg")]))[:4]
-    for subset, ids, source in (("train", train_ids, "images_train_rev1"), ("test", test_ids, "images_test_rev1")):
-        folder = root / "data" / "raw" / paths.RAW_IMAGE_FOLDERS[subset]
-        folder.mkdir(parents=True)
-        for galaxy_id in ids:
-            (folder / f"{galaxy_id}.jpg").symlink_to(real_sample / source / f"{galaxy_id}.jpg")
-        np.save(root / "data" / f"{subset}_ids.npy", ids)
-    (root / "data" / "raw" / paths.SOLUTIONS_CSV).symlink_to(real_sample / "training_solutions_rev1_sample.csv")
-    labels = labels_csv.set_index("GalaxyID").loc[train_ids, list(decision_tree.COLUMNS)].to_numpy(np.float32)
-    write_labels(root, train_ids, labels, csv=root / "data" / "raw" / paths.SOLUTIONS_CSV)
+    real_sample_root(root, real_sample, num_test=4, link_csv=True)
 
     train.main(recipe, ["--root", str(root), "--num-chunks", "2", "--workers", "1", "--max-valid", "8"])
     state = checkpoints.load_checkpoint(checkpoints.checkpoint_path(TINY_MODEL_NAME))
