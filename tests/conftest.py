@@ -1,9 +1,11 @@
 """Shared pytest fixtures (the real data sample, isolation from shared data) and the one-line report at the end of
 a run that skipped tests for want of the real sample."""
+import signal
+
 import pytest
 
+from galaxyzoo import paths, runner
 from helpers import isolation
-from galaxyzoo import paths
 
 REAL_SAMPLE_MISSING = "real sample not found at"
 
@@ -21,6 +23,16 @@ def real_sample(real_sample_if_present):
     if real_sample_if_present is None:
         pytest.skip(f"{REAL_SAMPLE_MISSING} {paths.real_sample_dir()}")
     return real_sample_if_present
+
+
+@pytest.fixture(autouse=True)
+def stop_signal_handlers():
+    """SIGINT and SIGTERM handled as before the test afterwards: a run stopped in this process leaves both ignored
+    until the process exits (runner.orderly_stop), which would change what later tests see."""
+    saved = {sig: signal.getsignal(sig) for sig in runner.STOP_SIGNALS}
+    yield
+    for sig, handler in saved.items():
+        signal.signal(sig, handler)
 
 
 @pytest.fixture

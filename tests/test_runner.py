@@ -31,16 +31,7 @@ def test_a_user_s_error_is_one_line_naming_the_rank_and_a_bug_keeps_its_tracebac
             runner.report_errors(failing(bug))
 
 
-@pytest.fixture
-def signal_handlers():
-    """The SIGINT and SIGTERM handlers restored afterwards: a stop leaves both ignored until the process exits."""
-    saved = {sig: signal.getsignal(sig) for sig in runner.STOP_SIGNALS}
-    yield
-    for sig, handler in saved.items():
-        signal.signal(sig, handler)
-
-
-def test_a_stop_is_one_line_and_exit_130(capsys, signal_handlers):
+def test_a_stop_is_one_line_and_exit_130(capsys):
     assert runner.report_errors(failing(KeyboardInterrupt()), "the images done are kept") == runner.INTERRUPTED
     assert capsys.readouterr().err == "\nstopped; the images done are kept\n"
     assert runner.report_errors(failing(KeyboardInterrupt()), lambda: "asked when stopping") == runner.INTERRUPTED
