@@ -40,7 +40,6 @@ from galaxyzoo import backbones
 import blend_predictions
 from galaxyzoo import checkpoints
 from galaxyzoo import decision_tree
-import extract_pysex_params
 import load_data
 from galaxyzoo import precision
 import predict_augmented_npy
@@ -51,6 +50,7 @@ from galaxyzoo import records
 from galaxyzoo import files
 from galaxyzoo import runner
 from galaxyzoo import errors
+from galaxyzoo import source_extraction
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 IMAGE_FORMATS = ("JPEG", "PNG")
@@ -134,8 +134,8 @@ class Member:
         if self.preprocessing is None:
             return None
         param_set = source_params.PREPROCESSING[self.preprocessing][0]
-        green = (image.astype(np.float32) / 255.0)[..., extract_pysex_params.GREEN].astype(np.float64)
-        rows = extract_pysex_params.measure_green(green, "sep", "image")
+        green = (image.astype(np.float32) / 255.0)[..., source_extraction.GREEN].astype(np.float64)
+        rows = source_extraction.measure_green(green, "sep", "image")
         row = rows[source_params.PARAM_SETS.index(param_set)][0]
         columns = {name: np.array([value]) for name, value in zip(param_set.columns, row)}
         return ra.prepro_from_columns(self.preprocessing, columns)[0]

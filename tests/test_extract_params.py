@@ -16,6 +16,7 @@ from galaxyzoo import source_params
 from helpers import PROJECT_DIR, make_tiny_root
 from galaxyzoo import paths
 from galaxyzoo import records
+from galaxyzoo import source_extraction
 
 SIZE = load_data.IMAGE_SIZE
 PARAM_SETS = {param_set.name: param_set for param_set in source_params.PARAM_SETS}
@@ -38,7 +39,7 @@ def synthetic_galaxy(profile, centre, axis_ratio=1.0, angle=0.0, noise=0.01, see
 def measure(image, set_name):
     """{column: value} of one parameter set for an image (H, W) float64."""
     param_set = PARAM_SETS[set_name]
-    return dict(zip(param_set.columns, extract.measure(*extract.prepare(image), param_set)))
+    return dict(zip(param_set.columns, source_extraction.measure(*source_extraction.prepare(image), param_set)))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -85,7 +86,7 @@ def test_kron_and_flux_radius_of_exponential_disc():
     below the true half-light radius 1.678 h because FLUX_AUTO misses the light outside the Kron ellipse."""
     scale = 12.0
     values = measure(synthetic_galaxy(lambda r: 0.8 * np.exp(-r / scale), (211.5, 211.5)), "extra")
-    first_moment_px = values["kron_radius"] / extract.AUTO_PARAMS[0] * values["a"]
+    first_moment_px = values["kron_radius"] / source_extraction.AUTO_PARAMS[0] * values["a"]
     assert 1.6 * scale < first_moment_px <= 2.0 * scale
     assert 1.3 * scale < values["flux_radius"] < 1.678 * scale
 
@@ -101,10 +102,10 @@ def test_most_salient_prefers_a_large_central_galaxy():
 
 
 def test_blank_image_has_no_source():
-    with pytest.raises(extract.NoSourceFound):
+    with pytest.raises(source_extraction.NoSourceFound):
         measure(np.zeros((SIZE, SIZE)), "gen2")
-    row = extract.missing_row(PARAM_SETS["extra"])
-    assert row[:2] == [extract.IMAGE_CENTRE, extract.IMAGE_CENTRE]
+    row = source_extraction.missing_row(PARAM_SETS["extra"])
+    assert row[:2] == [source_extraction.IMAGE_CENTRE, source_extraction.IMAGE_CENTRE]
     assert np.isnan(row[2:]).all()
 
 
@@ -153,7 +154,7 @@ def test_real_output_shapes_and_blank_row(real_run):
         array = arrays[name]
         assert array.shape == (NUM_REAL_IMAGES + 1, len(param_set.columns))
         assert array.dtype == np.float64
-        np.testing.assert_array_equal(array[0], extract.missing_row(param_set))
+        np.testing.assert_array_equal(array[0], source_extraction.missing_row(param_set))
         assert np.isfinite(array[1:]).all()
 
 
@@ -162,7 +163,7 @@ def test_real_rows_follow_id_order(real_run, isolated):
     root, ids, arrays = real_run
     paths.set_root(root)
     for index in (1, len(ids) // 2, len(ids) - 1):
-        direct = extract.measure_image((int(ids[index]), "train", "sep", paths.current()))
+        direct = source_extraction.measure_image((int(ids[index]), "train", "sep", paths.current()))
         for (row, _), param_set in zip(direct, source_params.PARAM_SETS):
             np.testing.assert_array_equal(arrays[param_set.name][index], row)
 
@@ -172,7 +173,7 @@ def test_real_galaxies_are_found_near_the_centre(real_run, set_name):
     """Measured on all 1,351 real training images: 93% (gen2) and 95% (extra) lie within 10 px of the
     image centre; on these 60, 90% and 95%. Distances use 0-based pixel centres ((x - 1, y - 1))."""
     values = columns(real_run[2][set_name][1:], set_name)
-    distance = np.hypot(values["x"] - 1 - extract.IMAGE_CENTRE, values["y"] - 1 - extract.IMAGE_CENTRE)
+    distance = np.hypot(values["x"] - 1 - source_extraction.IMAGE_CENTRE, values["y"] - 1 - source_extraction.IMAGE_CENTRE)
     assert np.mean(distance <= 10.0) >= 0.85
 
 
@@ -184,12 +185,12 @@ def test_real_radii_are_plausible(real_run, set_name):
     assert (values["a"] > 5).all() and (values["a"] < SIZE / 2).all()
     assert (values["b"] > 0).all() and (values["b"] <= values["a"]).all()
     assert ((values["theta"] >= 0) & (values["theta"] <= 180)).all()
-    assert (values["petro_radius"] >= extract.PETRO_PARAMS[1]).all()
-    assert (values["petro_radius"] <= extract.PETRO_PARAMS[0] * 1.1 * 4.8 * (1 + 1e-6)).all()  # single precision
+    assert (values["petro_radius"] >= source_extraction.PETRO_PARAMS[1]).all()
+    assert (values["petro_radius"] <= source_extraction.PETRO_PARAMS[0] * 1.1 * 4.8 * (1 + 1e-6)).all()  # single precision
     if set_name == "extra":
-        assert (values["kron_radius"] >= extract.AUTO_PARAMS[1]).all()
+        assert (values["kron_radius"] >= source_extraction.AUTO_PARAMS[1]).all()
         assert (values["flux_radius"] > 0).all()
-        assert (values["flux_radius"] <= extract.ANALYSIS_RADIUS * values["a"]).all()
+        assert (values["flux_radius"] <= source_extraction.ANALYSIS_RADIUS * values["a"]).all()
         assert (values["fwhm"] > 0).all()
         assert (values["fwhm"] <= 1.6651 * np.sqrt(13 * values["a"] * values["b"])).all()
 

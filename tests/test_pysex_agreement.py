@@ -19,6 +19,7 @@ from galaxyzoo import sextractor
 from galaxyzoo import paths
 from galaxyzoo import records
 from galaxyzoo import errors
+from galaxyzoo import source_extraction
 
 IMAGE_FOLDERS = {"train": ("images_train_rev1", "images_train_unlabelled"), "test": ("images_test_rev1",)}
 REQUIRED_SHARE = 0.97  # centre within 1 px and Petrosian radius within 5%, per parameter set
@@ -43,13 +44,13 @@ def published(real_sample):
 def measure_file(task):
     """Worker: (image path, backend name) -> list over PARAM_SETS of rows (missing_row when no source)."""
     path, backend = task
-    measure_set = extract.BACKENDS[backend](load_data.decode_jpeg(path)[..., extract.GREEN] / 255.0)
+    measure_set = source_extraction.BACKENDS[backend](load_data.decode_jpeg(path)[..., source_extraction.GREEN] / 255.0)
     rows = []
     for param_set in source_params.PARAM_SETS:
         try:
             rows.append(measure_set(param_set))
-        except extract.NoSourceFound:
-            rows.append(extract.missing_row(param_set))
+        except source_extraction.NoSourceFound:
+            rows.append(source_extraction.missing_row(param_set))
     return rows
 
 
