@@ -183,14 +183,12 @@ def check_space_for_everything(subsets, cache):
 def copy_and_cache(subsets, cache, workers):
     """Copy each subset's images to RAM and, when `cache`, build its decoded cache; prints what it did."""
     check_ram_folder()
-    for subset in subsets:  # before the lock, which makes the RAM folder
-        source_folder(subset)
     load_data.check_writable(load_data.ram_dir(), advice="or set GALAXY_RAM_DIR to another folder")
+    check_space_for_everything(subsets, cache)  # and the input folders, before the lock makes the RAM folder
     targets = [path for subset in subsets for path in (load_data.ram_images_dir(subset) / "*.jpg",
                                                        load_data.cache_path(subset))]
     lock = load_data.take_lock(load_data.ram_dir() / "copy.lock", targets, "another copy_data_to_shm.py is writing here")
     try:
-        check_space_for_everything(subsets, cache)
         for subset in subsets:
             copy_subset(subset, cache, workers)
     finally:
