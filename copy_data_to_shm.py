@@ -15,7 +15,7 @@ That needs 424*424*3 bytes per image: about 33 GB for the 61,578 training images
 79,975 test images, so it is for machines with that much RAM to spare.
 
 A RAM copy stays until the machine restarts or `--remove` deletes it (files in /dev/shm take RAM): the JPEGs of the
-real data take about 2.4 GB, the demo's 3,000 synthetic images about 0.1 GB and their caches 1.6 GB.
+real data take about 1.8 GB, the demo's 3,000 synthetic images 59 MB and their caches 1.6 GB.
 """
 import argparse
 import os
