@@ -84,10 +84,20 @@ class PretrainedNet(nn.Module):
         return self.output(z, normalise=normalise)
 
     def set_dropout(self, p):
+        """stages.StagedModel: the dropout before the head."""
         self.dropout.p = p
 
+    def check_input(self, views):
+        """stages.StagedModel: one square view of any size."""
+        if views.num_views != 1:
+            raise ValueError(f"a backbone takes one view per image, the recipe's INPUT gives {views.num_views}")
+
+    def load_pretrained(self, weights):
+        """Put pretrained backbone weights in (load_weights); returns the record a checkpoint keeps."""
+        return load_weights(self, weights)
+
     def layer_groups(self):
-        """The parameters in three lists, earliest first, for discriminative learning rates: the first half of
+        """stages.StagedModel: the parameters in three lists, earliest first: the first half of
         the backbone's blocks (with its stem), the second half (with its last norm), the head."""
         backbone = self.backbone
         if self.name == "resnet50":

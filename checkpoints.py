@@ -15,11 +15,9 @@ import torch
 from tqdm import tqdm
 
 import load_data
-import realtime_augmentation as ra
+import recipe
 
 HERE = Path(__file__).resolve().parent
-# Settings added to the recipe after checkpoints were first written, with the value every older run had.
-CONFIG_DEFAULTS = {"INPUT": ra.ORIGINAL_INPUT, "COLOUR_STD": ra.COLOUR_STD}
 
 
 def pick_device(name):
@@ -177,11 +175,6 @@ def import_try_script(model_name, script=None):
     return module
 
 
-def with_defaults(config):
-    """A checkpoint's config completed with CONFIG_DEFAULTS for the settings it predates."""
-    return {**CONFIG_DEFAULTS, **config}
-
-
 def data_stamp():
     """What a run trains and validates on, as its checkpoint records it: the stamps of the training and validation
     IDs (load_data.labelled_split) and of data/solutions_train.npy."""
@@ -221,7 +214,7 @@ def load_trained(model_name, device="cpu", script=None):
     check_finite(path, state["model"], f"train it again with {model_name}.py --fresh")
     model = import_try_script(model_name, script).build_model()
     load_model_state(model, state["model"], path, model_name)
-    return model.to(device).eval(), with_defaults(state["config"])
+    return model.to(device).eval(), recipe.config_from_checkpoint(state["config"])
 
 
 @torch.no_grad()

@@ -43,7 +43,7 @@ class GalaxyConvNet(nn.Module):
             raise ValueError(f"dense_activation must be 'maxout' or 'relu', got {dense_activation!r}")
         if max_norm is not None and len(max_norm) != num_dense:
             raise ValueError(f"max_norm needs one limit per dense layer ({num_dense}), got {max_norm}")
-        self.view_size = view_size
+        self.num_views, self.view_size = num_views, view_size
         self.max_norm = None if max_norm is None else tuple(max_norm)
 
         self.slice = layers.MultiRotSlice(part_size, include_flip=True)
@@ -95,6 +95,24 @@ class GalaxyConvNet(nn.Module):
         if self.max_norm is not None:
             for linear, limit in zip(self.dense_linears(), self.max_norm):
                 layers.apply_max_norm(linear, limit)
+
+    def layer_groups(self):
+        """stages.StagedModel: the convolutions (with the dense layer per part), the dense layers, the output layer."""
+        early = [*self.convs.parameters(), *self.part_dense.parameters()]
+        return [early, list(self.dense.parameters()), list(self.output_dense.parameters())]
+
+    def set_dropout(self, p):
+        """stages.StagedModel: the dropout on the input of every dense layer."""
+        for module in self.modules():
+            if isinstance(module, nn.Dropout):
+                module.p = p
+
+    def check_input(self, views):
+        """stages.StagedModel: ValueError unless views (realtime_augmentation.InputViews) are what this network was
+        built for (num_views views of view_size pixels)."""
+        if (views.num_views, views.size) != (self.num_views, self.view_size):
+            raise ValueError(f"the network takes {self.num_views} view(s) of {self.view_size}x{self.view_size} pixels, "
+                             f"the recipe's INPUT gives {views.num_views} of {views.size}x{views.size}")
 
     def forward(self, views, normalise=True):
         parts = self.slice(views)

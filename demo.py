@@ -24,7 +24,6 @@ from pathlib import Path
 
 import torch
 
-import backbones
 import blend_predictions
 import checkpoints
 import convert_npy_to_csv
@@ -76,7 +75,7 @@ def uses_source_extraction(model):
 def uses_backbone(model):
     """Whether the try_*.py model is built on a pretrained backbone (backbones.py)."""
     with torch.device("meta"):
-        return isinstance(checkpoints.import_try_script(model).build_model(), backbones.PretrainedNet)
+        return hasattr(checkpoints.import_try_script(model).build_model(), "load_pretrained")
 
 
 def run_step(number, title, writes, command, env):

@@ -1,19 +1,27 @@
-"""A recipe's optimisation as data, for the members trained in stages (the 2014 members use none of this: they
-keep Nesterov momentum with a chunk-keyed learning rate, train.NesterovMomentum).
+"""The one schedule system: a recipe's optimiser and its stages, for every member.
 
-A try_*.py file declares, instead of MOMENTUM and LEARNING_RATE_SCHEDULE:
+A try_*.py file declares
 
-    OPTIMIZER = dict(name="adamw", weight_decay=1e-4)        # or "adam"
-    STAGES = [dict(chunks=2, lr=5e-2, train="head", input=(112, 224), dropout=0.1),
+    OPTIMIZER = dict(name="nesterov", momentum=0.9)          # or "adam" / "adamw" with their arguments
+    STAGES = [dict(chunks=1800, lr=0.04),                    # the 2014 recipes: chunk-keyed rates
+              dict(chunks=500, lr=0.004, restart=False),     # (the momentum carries over the boundary)
+              dict(chunks=200, lr=0.0004, restart=False)]
+
+or, for a member trained in stages as the 2019 recipe was,
+
+    OPTIMIZER = dict(name="adamw", weight_decay=1e-4)
+    STAGES = [dict(chunks=2, lr=5e-2, train="head", input=(112, 224), dropout=0.1, schedule="one_cycle"),
               dict(chunks=6, lr=(1e-6, 5e-6), schedule="one_cycle"), ...]
 
-Each stage starts a new optimiser (as each `fit` call of the 2019 recipe's library did) and sets, for its chunks
-(one pass over the training images each when CHUNK_SIZE is "epoch"), which parameters train, the input, the
-head's dropout and the learning rate of every minibatch from its schedule. A learning rate (low, high) is spread
-geometrically over the model's layer groups (model.layer_groups(), earliest first): discriminative rates.
+Each stage sets, for its chunks (one pass over the training images each when CHUNK_SIZE is "epoch"), which
+parameters train, the input, the head's dropout and the learning rate of every minibatch from its schedule. A
+stage starts a new optimiser (fresh moments, as each `fit` call of the 2019 recipe's library did) unless it says
+restart=False. A learning rate (low, high) is spread geometrically over the model's layer groups: discriminative
+rates. The model side of this is the protocol `StagedModel` below.
 """
 import math
 from dataclasses import asdict, dataclass, fields
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -22,15 +30,60 @@ SCHEDULES = ("constant", "one_cycle", "cosine")
 ONE_CYCLE_WARMUP = 0.3  # share of the steps rising to the peak (fastai 1's fit_one_cycle)
 ONE_CYCLE_START_DIVISOR = 25.0  # the cycle starts at lr / 25 ...
 ONE_CYCLE_END_DIVISOR = 25.0 * 1e4  # ... and ends at lr / 250,000
-OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+
+
+class StagedModel(Protocol):
+    """What the stages need of a network; the 2014 convnet (convnet.GalaxyConvNet) and the pretrained backbones
+    (backbones.PretrainedNet) implement it."""
+
+    def layer_groups(self):
+        """The trainable parameters in lists, earliest layers first; the last list is the head (what a stage with
+        train="head" trains). Optional: without it the network is one group (layer_groups below)."""
+
+    def set_dropout(self, p):
+        """Set the dropout rate of the head."""
+
+    def check_input(self, views):
+        """ValueError unless the network takes views (realtime_augmentation.InputViews)."""
+
+
+class NesterovMomentum(torch.optim.Optimizer):
+    """SGD with Nesterov momentum in the form of the original solution (no weight decay):
+        v <- momentum * v - lr * g
+        w <- w + momentum * v - lr * g
+    lr: the default of groups that give none. The gradient is taken at the current parameters. (torch.optim.SGD(nesterov=True) stores lr-free
+    velocities, which differs from this as soon as the learning rate changes.)"""
+
+    def __init__(self, params, lr=None, momentum=0.9):
+        if not 0.0 <= momentum < 1.0:
+            raise ValueError(f"momentum must be in [0, 1), got {momentum}")
+        super().__init__(params, dict(lr=lr, momentum=momentum))
+
+    @torch.no_grad()
+    def step(self):
+        for group in self.param_groups:
+            lr, momentum = group["lr"], group["momentum"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if "velocity" not in state:
+                    state["velocity"] = torch.zeros_like(p)
+                v = state["velocity"]
+                v.mul_(momentum).sub_(p.grad, alpha=lr)
+                p.add_(v, alpha=momentum).sub_(p.grad, alpha=lr)
+
+
+OPTIMIZERS = {"nesterov": NesterovMomentum, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
 
 
 @dataclass(frozen=True)
 class Stage:
     """chunks: chunks in the stage; lr: peak learning rate, or (low, high) across layer groups; schedule: one of
     SCHEDULES; warmup: share of the stage's steps with a linear warm-up (cosine); train: "all" or "head" (the
-    backbone frozen); input: the stage's INPUT declaration (None: the recipe's); dropout: the head's dropout from
-    this stage on (None: as it was)."""
+    other layer groups frozen); input: the stage's INPUT declaration (None: the recipe's); dropout: the head's
+    dropout from this stage on (None: as it was); restart: a new optimiser at the stage's start (False: the
+    previous stage's optimiser and its state go on, at this stage's rate)."""
     chunks: int
     lr: object
     schedule: str = "constant"
@@ -38,21 +91,52 @@ class Stage:
     train: str = "all"
     input: object = None
     dropout: object = None
+    restart: bool = True
+
+
+STAGE_FIELDS = tuple(field.name for field in fields(Stage))
+
+
+def check_stage(stage):
+    """ValueError saying what is wrong with a Stage's values."""
+    lr = stage.lr
+    rates = lr if isinstance(lr, (list, tuple)) else (lr,)
+    if isinstance(lr, (list, tuple)) and len(lr) != 2:
+        raise ValueError(f"lr (low, high) needs two rates, got {lr!r}")
+    if not all(isinstance(rate, (int, float)) and not isinstance(rate, bool) and rate > 0 for rate in rates):
+        raise ValueError(f"lr must be a positive number or (low, high), got {lr!r}")
+    if not isinstance(stage.chunks, int) or isinstance(stage.chunks, bool) or stage.chunks < 1:
+        raise ValueError(f"chunks must be an integer of at least 1, got {stage.chunks!r}")
+    if stage.schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {stage.schedule!r}")
+    if not (isinstance(stage.warmup, (int, float)) and 0.0 <= stage.warmup < 1.0):
+        raise ValueError(f"warmup must be a share in [0, 1), got {stage.warmup!r}")
+    if stage.train not in ("all", "head"):
+        raise ValueError(f"train must be 'all' or 'head', got {stage.train!r}")
+    if stage.dropout is not None and not (isinstance(stage.dropout, (int, float)) and 0.0 <= stage.dropout < 1.0):
+        raise ValueError(f"dropout must be None or in [0, 1), got {stage.dropout!r}")
+    if not isinstance(stage.restart, bool):
+        raise ValueError(f"restart must be True or False, got {stage.restart!r}")
 
 
 def parse(stages, recipe_input):
-    """The recipe's STAGES (a list of dicts) as Stage objects with every input resolved; ValueError when one is
-    malformed."""
-    known = {field.name for field in fields(Stage)}
+    """The recipe's STAGES (a list of dicts) as Stage objects with every input resolved; ValueError naming the stage
+    when one is malformed."""
+    if not isinstance(stages, (list, tuple)) or not stages:
+        raise ValueError(f"must be a non-empty list of dicts, got {stages!r}")
     parsed = []
-    for number, stage in enumerate(stages, 1):
-        unknown = set(stage) - known
+    for number, stage in enumerate(stages):
+        if not isinstance(stage, dict):
+            raise ValueError(f"STAGES[{number}] must be a dict, got {stage!r}")
+        unknown = sorted(set(stage) - set(STAGE_FIELDS))
         if unknown or "chunks" not in stage or "lr" not in stage:
-            raise ValueError(f"STAGES[{number - 1}]: needs chunks and lr, may have {sorted(known)}; got {sorted(stage)}")
+            raise ValueError(f"STAGES[{number}]: needs chunks and lr, may have {', '.join(STAGE_FIELDS)}; got "
+                             f"{', '.join(sorted(stage))}")
         stage = Stage(**{**stage, "input": stage.get("input") or recipe_input})
-        if stage.schedule not in SCHEDULES or stage.train not in ("all", "head") or stage.chunks < 1:
-            raise ValueError(f"STAGES[{number - 1}]: schedule one of {SCHEDULES}, train 'all' or 'head', chunks >= 1; "
-                             f"got {stage}")
+        try:
+            check_stage(stage)
+        except ValueError as exc:
+            raise ValueError(f"STAGES[{number}]: {exc}") from None
         parsed.append(stage)
     return parsed
 
@@ -63,21 +147,21 @@ def as_config(stages):
 
 
 def scaled(stages, num_chunks):
-    """The stages with their chunks scaled to exactly num_chunks in all, each at least 1 (ValueError when there are
-    more stages than that), for short runs: each stage gets its share rounded down, and the chunks left over go to
-    the stages whose shares were rounded down most."""
-    total = sum(stage.chunks for stage in stages)
+    """The stages with their boundaries scaled from their sum to num_chunks chunks (each rounded to the nearest
+    chunk, as the original scaled its chunk-keyed rates), every stage keeping at least one chunk where num_chunks
+    allows it; with fewer chunks than stages, the stages whose scaled span is empty are left out."""
+    bounds = first_chunks(stages)
+    total = bounds[-1]
     if num_chunks == total:
         return list(stages)
-    if num_chunks < len(stages):
-        raise ValueError(f"--num-chunks {num_chunks}: the recipe has {len(stages)} stages, and each needs a chunk")
-    shares = np.array([stage.chunks * num_chunks / total for stage in stages])
-    counts = np.maximum(1, np.floor(shares)).astype(int)
-    while counts.sum() > num_chunks:  # the stages raised to 1 took chunks from the others
-        counts[np.argmax(np.where(counts > 1, counts - shares, -np.inf))] -= 1
-    while counts.sum() < num_chunks:
-        counts[np.argmax(shares - counts)] += 1
-    return [Stage(**{**asdict(stage), "chunks": int(count)}) for stage, count in zip(stages, counts)]
+    scaled_bounds = [int(round(bound * num_chunks / total)) for bound in bounds]
+    if num_chunks >= len(stages):  # every stage at least one chunk: push boundaries apart from both ends
+        for i in range(1, len(stages)):
+            scaled_bounds[i] = max(scaled_bounds[i], scaled_bounds[i - 1] + 1)
+        for i in range(len(stages) - 1, 0, -1):
+            scaled_bounds[i] = min(scaled_bounds[i], scaled_bounds[i + 1] - 1)
+    return [Stage(**{**asdict(stage), "chunks": end - start})
+            for stage, start, end in zip(stages, scaled_bounds[:-1], scaled_bounds[1:]) if end > start]
 
 
 def first_chunks(stages):
@@ -107,28 +191,65 @@ def lr_factor(stage, step, num_steps):
     return end + (1 - end) * 0.5 * (1 + math.cos(math.pi * (t - ONE_CYCLE_WARMUP) / (1 - ONE_CYCLE_WARMUP)))
 
 
+def layer_groups(model):
+    """model.layer_groups() (StagedModel); a network that declares none is one group, all of it head."""
+    return model.layer_groups() if hasattr(model, "layer_groups") else [list(model.parameters())]
+
+
 def enter(model, stage):
-    """Freeze or unfreeze the backbone and set the head's dropout as the stage says."""
-    for parameter in model.backbone.parameters():
-        parameter.requires_grad_(stage.train == "all")
+    """Freeze every layer group but the head, or none, and set the head's dropout, as the stage says."""
+    *body, head = layer_groups(model)
+    for group in body:
+        for parameter in group:
+            parameter.requires_grad_(stage.train == "all")
+    for parameter in head:
+        parameter.requires_grad_(True)
     if stage.dropout is not None:
         model.set_dropout(stage.dropout)
 
 
+def peak_rates(model, stage):
+    """(parameters, peak learning rate) per group the optimiser gets: one per layer group when the stage's lr is
+    (low, high), spread geometrically; else one group of every parameter. Frozen parameters are left out."""
+    if isinstance(stage.lr, (list, tuple)):
+        groups = layer_groups(model)
+        peaks = np.geomspace(stage.lr[0], stage.lr[1], len(groups))
+        groups = [([p for p in group if p.requires_grad], float(peak)) for group, peak in zip(groups, peaks)]
+    else:
+        groups = [([p for p in model.parameters() if p.requires_grad], float(stage.lr))]
+    return [(params, peak) for params, peak in groups if params]
+
+
 def make_optimizer(model, stage, optimizer):
-    """A new optimiser (OPTIMIZER: dict with name and its arguments) over the trainable parameters, one group per
-    layer group when the stage's lr is (low, high); each group's "peak_lr" is what lr_factor scales."""
+    """A new optimiser (OPTIMIZER: dict with name and its arguments) over the trainable parameters; each group's
+    "peak_lr" is what lr_factor scales."""
     spec = dict(optimizer)
     cls = OPTIMIZERS[spec.pop("name")]
-    if isinstance(stage.lr, (list, tuple)):
-        layer_groups = model.layer_groups()
-        peaks = np.geomspace(stage.lr[0], stage.lr[1], len(layer_groups))
-        groups = [dict(params=[p for p in group if p.requires_grad], peak_lr=float(peak))
-                  for group, peak in zip(layer_groups, peaks)]
-    else:
-        groups = [dict(params=[p for p in model.parameters() if p.requires_grad], peak_lr=float(stage.lr))]
-    groups = [group for group in groups if group["params"]]
-    return cls([dict(group, lr=group["peak_lr"]) for group in groups], **spec)
+    return cls([dict(params=params, lr=peak, peak_lr=peak) for params, peak in peak_rates(model, stage)], **spec)
+
+
+def set_peaks(optimizer, model, stage):
+    """Give a kept optimiser (restart=False) the stage's peak rates; ValueError when the stage trains other
+    parameters than the optimiser holds (a stage that changes what trains needs a new optimiser)."""
+    groups = peak_rates(model, stage)
+    if [len(params) for params, _ in groups] != [len(group["params"]) for group in optimizer.param_groups]:
+        raise ValueError("a stage with restart=False must train the same parameters in the same groups as the "
+                         "stage before it")
+    for group, (_, peak) in zip(optimizer.param_groups, groups):
+        group["peak_lr"] = peak
+
+
+def check_optimizer(optimizer):
+    """ValueError unless OPTIMIZER is a dict naming a known optimiser with arguments it takes."""
+    if not isinstance(optimizer, dict) or optimizer.get("name") not in OPTIMIZERS:
+        raise ValueError(f"must be a dict with name one of {', '.join(OPTIMIZERS)} and that optimiser's arguments, "
+                         f"got {optimizer!r}")
+    spec = dict(optimizer)
+    cls = OPTIMIZERS[spec.pop("name")]
+    try:
+        cls([torch.zeros(1, requires_grad=True)], lr=1e-3, **spec)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{optimizer!r}: {exc}") from None
 
 
 def set_lr(optimizer, factor):

@@ -52,7 +52,6 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-import backbones
 import checkpoints
 import decision_tree
 import distributed
@@ -60,7 +59,7 @@ import layers
 import load_data
 import precision
 import realtime_augmentation as ra
-import source_params
+import recipe
 import stages
 import submission
 import torch_augmentation as ta
@@ -68,89 +67,39 @@ import torch_augmentation as ta
 matplotlib.use("Agg")  # the learning curve is drawn to a file, never to a screen
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
 
-# The recipe constants every try_*.py defines; they are stored in the checkpoint as the run's config.
-RECIPE_KEYS = ("BATCH_SIZE", "MOMENTUM", "LEARNING_RATE_SCHEDULE", "CHUNK_SIZE", "NUM_CHUNKS", "VALIDATE_EVERY",
-               "NUM_CHUNKS_NONORM", "AUGMENTATION", "PREPROCESSING", "SEED")
-# A recipe trained in stages (stages.py) states these instead; its NUM_CHUNKS is the sum of its stages'.
-STAGED_RECIPE_KEYS = ("BATCH_SIZE", "OPTIMIZER", "STAGES", "CHUNK_SIZE", "VALIDATE_EVERY", "NUM_CHUNKS_NONORM",
-                      "AUGMENTATION", "PREPROCESSING", "SEED")
-EPOCH = "epoch"  # CHUNK_SIZE of one pass over the training images (the last incomplete minibatch left out)
 MAX_NORM_EVERY = 10  # batches between max-norm rescalings, as in the original solution
 EVAL_BATCH_SIZE = 64  # images per forward pass when predicting (dropout off, so it does not change results)
 LOOP_STATE_KEYS = ("next_chunk", "next_batch", "chunk_losses", "losses_train", "losses_valid")
 
 
 # ---------------------------------------------------------------------------------------------------
-# Optimiser
-
-
-class NesterovMomentum(torch.optim.Optimizer):
-    """SGD with Nesterov momentum in the form of the original solution (no weight decay):
-        v <- momentum * v - lr * g
-        w <- w + momentum * v - lr * g
-    The gradient is taken at the current parameters. (torch.optim.SGD(nesterov=True) stores lr-free
-    velocities, which differs from this as soon as the learning rate changes.)"""
-
-    def __init__(self, params, lr, momentum=0.9):
-        super().__init__(params, dict(lr=lr, momentum=momentum))
-
-    @torch.no_grad()
-    def step(self):
-        for group in self.param_groups:
-            lr, momentum = group["lr"], group["momentum"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                if "velocity" not in state:
-                    state["velocity"] = torch.zeros_like(p)
-                v = state["velocity"]
-                v.mul_(momentum).sub_(p.grad, alpha=lr)
-                p.add_(v, alpha=momentum).sub_(p.grad, alpha=lr)
-
-    def set_lr(self, lr):
-        for group in self.param_groups:
-            group["lr"] = lr
-
-
-def scaled_schedule(schedule, recipe_chunks, num_chunks):
-    """The learning-rate schedule {first chunk: lr} with its chunk boundaries scaled from recipe_chunks
-    to num_chunks chunks (unchanged when they are equal)."""
-    if num_chunks == recipe_chunks:
-        return dict(schedule)
-    return {int(round(start * num_chunks / recipe_chunks)): lr for start, lr in sorted(schedule.items())}
-
-
-def learning_rate_at(schedule, chunk):
-    """The learning rate in force at chunk `chunk`: that of the last schedule boundary <= chunk."""
-    return schedule[max(start for start in schedule if start <= chunk)]
-
-
-# ---------------------------------------------------------------------------------------------------
 # Configuration
 
 
-def parse_args(recipe, argv=None):
-    parser = argparse.ArgumentParser(description=recipe.get("__doc__"),
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--num-chunks", type=int, help=f"training chunks (recipe: {recipe_chunks(recipe)}); "
-                        "the learning-rate schedule (or the stages) is scaled to match")
-    parser.add_argument("--chunk-size", type=int, help=f"images per chunk (recipe: {recipe['CHUNK_SIZE']}); a multiple "
+def parse_args(try_file, argv=None):
+    recipe_ = try_file.recipe
+    parser = argparse.ArgumentParser(description=try_file.doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--show-recipe", action="store_true",
+                        help="print the effective recipe, each setting with where its value came from, and exit")
+    parser.add_argument("--num-chunks", type=int, help=f"training chunks (recipe: {recipe_.NUM_CHUNKS}); the stages' "
+                        "boundaries (the learning-rate schedule) are scaled to match")
+    parser.add_argument("--chunk-size", type=int, help=f"images per chunk (recipe: {recipe_.CHUNK_SIZE}); a multiple "
                         "of the batch size, so that every image drawn is trained on (other values are refused)")
     parser.add_argument("--validate-every", type=int,
-                        help=f"chunks between validations (recipe: {recipe['VALIDATE_EVERY']})")
-    parser.add_argument("--batch-size", type=int, help=f"images per minibatch (recipe: {recipe['BATCH_SIZE']})")
-    parser.add_argument("--seed", type=int, help=f"seed of initialisation, data and dropout (recipe: {recipe['SEED']})")
+                        help=f"chunks between validations (recipe: {recipe_.VALIDATE_EVERY})")
+    parser.add_argument("--batch-size", type=int, help=f"images per minibatch (recipe: {recipe_.BATCH_SIZE})")
+    parser.add_argument("--seed", type=int, help=f"seed of initialisation, data and dropout (recipe: {recipe_.SEED})")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, or auto (cuda when available)")
     parser.add_argument("--workers", type=int, default=None, help="background processes preparing chunks")
     parser.add_argument("--max-valid", type=int, default=None, help="validate on at most this many images (quick runs)")
     parser.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint and start over")
     parser.add_argument("--data-on-device", action="store_true",
                         help="hold the training images on the training device and augment there (no workers)")
-    parser.add_argument("--init", choices=("original", "standard"), default="original",
-                        help="original: the recipe's initialisation (default); standard: He/PyTorch-default scaling "
+    parser.add_argument("--init", choices=("original", "standard"), default=None,
+                        help=f"original: the recipe's initialisation; standard: He/PyTorch-default scaling "
                         "(layers.reinitialise_standard), which leaves the training mean within a few thousand "
-                        "images where the original's was still at it after the demo's 12,000: for short CPU runs")
+                        f"images where the original's was still at it after the demo's 12,000: for short CPU runs "
+                        f"(recipe: {recipe_.INIT})")
     parser.add_argument("--weights", default=None,
                         help="pretrained backbone weights, for recipes built on one (backbones.py): hub (download "
                         "from the Hugging Face hub), a .safetensors or state-dict file, or none (random weights: not "
@@ -165,43 +114,30 @@ def parse_args(recipe, argv=None):
     return args
 
 
-def recipe_chunks(recipe):
-    """The recipe's number of chunks: NUM_CHUNKS, or the sum of its stages'."""
-    return sum(stage["chunks"] for stage in recipe["STAGES"]) if "STAGES" in recipe else recipe["NUM_CHUNKS"]
+def effective_try_file(try_file, args):
+    """The TryFile with the command line's settings applied (recipe.TryFile.with_overrides)."""
+    return try_file.with_overrides(
+        NUM_CHUNKS=("--num-chunks", args.num_chunks), CHUNK_SIZE=("--chunk-size", args.chunk_size),
+        VALIDATE_EVERY=("--validate-every", args.validate_every), BATCH_SIZE=("--batch-size", args.batch_size),
+        SEED=("--seed", args.seed), INIT=("--init", args.init))
 
 
-def run_config(recipe, args):
-    """The recipe's constants with the command-line overrides applied, as plain Python values."""
-    staged = "STAGES" in recipe
-    config = {key: recipe[key] for key in (STAGED_RECIPE_KEYS if staged else RECIPE_KEYS)}
-    config["NUM_CHUNKS"] = recipe_chunks(recipe)
-    overrides = dict(NUM_CHUNKS=args.num_chunks, CHUNK_SIZE=args.chunk_size, VALIDATE_EVERY=args.validate_every,
-                     BATCH_SIZE=args.batch_size, SEED=args.seed)
-    config.update({key: value for key, value in overrides.items() if value is not None})
-    config["INIT"] = args.init
-    config["AUGMENTATION"] = {key: tuple(v) if isinstance(v, (list, tuple)) else v
-                              for key, v in dict(config["AUGMENTATION"]).items()}
-    config["COLOUR_STD"] = recipe.get("COLOUR_STD", ra.COLOUR_STD)
-    config["INPUT"] = recipe.get("INPUT", ra.ORIGINAL_INPUT)
-    if staged:
-        stage_list = stages.scaled(stages.parse(recipe["STAGES"], config["INPUT"]), config["NUM_CHUNKS"])
-        config.update(STAGES=stages.as_config(stage_list), NUM_CHUNKS=sum(stage.chunks for stage in stage_list),
-                      INPUT=stage_list[-1].input, OPTIMIZER=dict(recipe["OPTIMIZER"]))
-        if config["OPTIMIZER"].get("name") not in stages.OPTIMIZERS:
-            raise ValueError(f"OPTIMIZER name must be one of {sorted(stages.OPTIMIZERS)}, got {config['OPTIMIZER']}")
-        for stage in stage_list:
-            ra.input_views(stage.input)  # refuses a malformed declaration before any work
-    else:
-        config["LEARNING_RATE_SCHEDULE"] = scaled_schedule(recipe["LEARNING_RATE_SCHEDULE"], recipe["NUM_CHUNKS"],
-                                                           config["NUM_CHUNKS"])
-        ra.input_views(config["INPUT"])
+def config_of(namespace, argv=()):
+    """The effective recipe (run_config) of a try module's globals() with the command-line options argv."""
+    try_file = recipe.TryFile.from_namespace(namespace)
+    return run_config(try_file, parse_args(try_file, list(argv)))
+
+
+def run_config(try_file, args):
+    """The effective recipe of the try file with the command line applied, as plain data (recipe.Recipe.config());
+    ValueError for a chunk size that is not a multiple of the batch size."""
+    config = effective_try_file(try_file, args).recipe.config()
     chunk_size, batch_size = config["CHUNK_SIZE"], config["BATCH_SIZE"]
-    if chunk_size != EPOCH and chunk_size % batch_size:
+    if chunk_size != recipe.EPOCH and chunk_size % batch_size:
         below, above = chunk_size // batch_size * batch_size, (chunk_size // batch_size + 1) * batch_size
         raise ValueError(f"chunk size {chunk_size} is not a multiple of the batch size {batch_size}: the last "
                          f"{chunk_size % batch_size} images of every chunk would never be trained on; use "
                          f"{'' if below == 0 else f'--chunk-size {below} or '}--chunk-size {above}")
-    source_params.check_preprocessing(config["PREPROCESSING"])
     return config
 
 
@@ -316,21 +252,26 @@ def predict(model, views, device, label=None):
     return checkpoints.forward_batched(model, views, device, EVAL_BATCH_SIZE, label)
 
 
-def main(recipe, argv=None):
-    """Run the shared training loop for the try_*.py module whose globals() are `recipe`."""
+def main(namespace, argv=None):
+    """Run the shared training loop for the try_*.py module whose globals() are `namespace`: its settings are checked
+    (recipe.TryFile) before anything else is read."""
     ranks = distributed.ranks_from_environment()
 
     def work():
-        args = parse_args(recipe, argv)
+        try_file = recipe.TryFile.from_namespace(namespace)
+        args = parse_args(try_file, argv)
+        if args.show_recipe:
+            print(effective_try_file(try_file, args).describe())
+            return
         load_data.apply_root_argument(args)
         load_data.check_root()
         with load_data.orderly_stop():
-            run(recipe, args, ranks)
+            run(try_file, args, ranks)
 
     try:
         status = distributed.run_rank(work, ranks, (load_data.DataError, ValueError))
     except KeyboardInterrupt:
-        path = checkpoints.checkpoint_path(Path(recipe["__file__"]).stem)
+        path = checkpoints.checkpoint_path(Path(namespace["__file__"]).stem)
         kept = f"the last checkpoint, {path}, is kept" if path.exists() else "no checkpoint was written yet"
         print(f"\nstopped at once; {kept}: run {resume_command()} to go on", file=sys.stderr)
         status = load_data.INTERRUPTED
@@ -340,21 +281,21 @@ def main(recipe, argv=None):
         sys.exit(status)
 
 
-def run(recipe, args, ranks=distributed.Ranks()):
+def run(try_file, args, ranks=distributed.Ranks()):
     """train_model, holding the model's training lock (rank 0): a second run of the same model into the same
     checkpoint is refused while this one lives."""
     load_data.labelled_split(), load_data.load_ids("test")  # inputs there, before the lock makes its folder
     if ranks.is_main:
         load_data.check_writable(load_data.analysis_dir(), load_data.predictions_dir())
-    with checkpoints.training_lock(Path(recipe["__file__"]).stem) if ranks.is_main else contextlib.nullcontext():
-        train_model(recipe, args, ranks)
+    with checkpoints.training_lock(try_file.name) if ranks.is_main else contextlib.nullcontext():
+        train_model(try_file, args, ranks)
 
 
-def train_model(recipe, args, ranks):
-    """Train the model of `recipe` (a try_*.py module's globals) to the end of its schedule, from its checkpoint
-    when there is one, then write the final checkpoint and the test-set submission."""
-    model_name = Path(recipe["__file__"]).stem
-    config = run_config(recipe, args)
+def train_model(try_file, args, ranks):
+    """Train the model of `try_file` (recipe.TryFile) to the end of its schedule, from its checkpoint when there is
+    one, then write the final checkpoint and the test-set submission."""
+    model_name = try_file.name
+    config = run_config(try_file, args)
     distributed.check_batch_split(config["BATCH_SIZE"], ranks)
     device = distributed.rank_device(checkpoints.pick_device(args.device), ranks)
     LOGGING["enabled"] = ranks.is_main
@@ -364,15 +305,11 @@ def train_model(recipe, args, ranks):
         log(tf32_note)
     log(f"model {model_name} on {device}{f' x {ranks.world_size} ranks' if ranks.active else ''}; "
         f"writing {checkpoints.checkpoint_path(model_name)}")
-    if "STAGES" in config:
-        log(f"{len(config['STAGES'])} stages over {config['NUM_CHUNKS']} chunks, {config['OPTIMIZER']}")
-    else:
-        log(f"learning-rate schedule (first chunk: lr) over {config['NUM_CHUNKS']} chunks: "
-            f"{config['LEARNING_RATE_SCHEDULE']}")
+    log(schedule_summary(config))
 
     split = load_data.labelled_split()
     log(load_data.check_images_read([("train", load_data.load_ids("train")), ("test", load_data.load_ids("test"))]))
-    if config["CHUNK_SIZE"] == EPOCH:
+    if config["CHUNK_SIZE"] == recipe.EPOCH:
         config["CHUNK_SIZE"] = len(split.train_ids) // config["BATCH_SIZE"] * config["BATCH_SIZE"]
         if config["CHUNK_SIZE"] == 0:
             raise ValueError(f"{len(split.train_ids)} training images do not fill one batch of {config['BATCH_SIZE']}")
@@ -383,16 +320,19 @@ def train_model(recipe, args, ranks):
         f"predicting the training mean scores validation RMSE {mean_baseline:.6f}")
 
     torch.manual_seed(config["SEED"])
-    model = recipe["build_model"]()
+    model = try_file.build_model()
+    for stage in config["STAGES"]:
+        if hasattr(model, "check_input"):
+            model.check_input(ra.input_views(stage["input"]))
     if config["INIT"] == "standard":
         layers.reinitialise_standard(model)
         log("initialisation: standard (He / PyTorch default), not the original recipe's")
     model = model.to(device)
     log(f"{sum(p.numel() for p in model.parameters()):,} parameters")
-    trainer = Trainer(model_name, recipe["__file__"], model, config, args, device, ranks)
+    trainer = Trainer(model_name, try_file.path, model, config, args, device, ranks)
     if trainer.checkpoint_path.exists() and not args.fresh:
         trainer.resume()
-    elif isinstance(model, backbones.PretrainedNet):
+    elif hasattr(model, "load_pretrained"):
         trainer.weights = pretrained_weights(model, args.weights)
     if ranks.is_main:
         check_room(model, config, len(valid_ids), len(load_data.load_ids("test")))
@@ -458,7 +398,7 @@ def pretrained_weights(model, weights):
     if weights == "none":
         log("backbone: random weights (--weights none), not the recipe's pretrained ones")
         return None
-    record = backbones.load_weights(model, weights)
+    record = model.load_pretrained(weights)
     log(f"backbone weights: {record['source']} (fingerprint {record['sha256']})")
     return record
 
@@ -514,34 +454,29 @@ class Trainer:
         self.weights = None  # the pretrained weights the run started from (backbones.load_weights' record)
         self.data = checkpoints.data_stamp()  # the IDs and labels it trains on, which a resumed run must have too
         self.wrapped = None
-        self.stages = [stages.Stage(**stage) for stage in config["STAGES"]] if "STAGES" in config else None
-        self.stage_index = None
-        if self.stages is None:
-            self.optimizer = NesterovMomentum(model.parameters(), momentum=config["MOMENTUM"],
-                                              lr=learning_rate_at(config["LEARNING_RATE_SCHEDULE"], 0))
-        else:
-            self.enter_stage(0)
+        self.stages = [stages.Stage(**stage) for stage in config["STAGES"]]
+        self.stage_index, self.optimizer = None, None
+        self.enter_stage(0)
 
     def enter_stage(self, index):
-        """Set up stage `index` of a staged recipe: what trains, the dropout, a new optimiser."""
+        """Set up stage `index`: what trains, the dropout, a new optimiser (or the one going on, restart=False)."""
         stage = self.stages[index]
         stages.enter(self.model, stage)
-        self.optimizer = stages.make_optimizer(self.model, stage, self.config["OPTIMIZER"])
+        if stage.restart or self.optimizer is None:
+            self.optimizer = stages.make_optimizer(self.model, stage, self.config["OPTIMIZER"])
+            self.wrapped = None  # DistributedDataParallel registers the parameters that train: wrap again
+        else:
+            stages.set_peaks(self.optimizer, self.model, stage)
         self.stage_index = index
-        self.wrapped = None  # DistributedDataParallel registers the parameters that train: wrap again
         if self.state["next_chunk"] > 0 or index > 0:
             log(f"stage {index + 1}/{len(self.stages)}: {stage}")
 
     def input_at(self, chunk):
         """The input declaration in force at chunk `chunk`."""
-        return self.config["INPUT"] if self.stages is None else self.stages[stages.stage_at(self.stages, chunk)].input
+        return self.stages[stages.stage_at(self.stages, chunk)].input
 
     def set_learning_rate(self, chunk, batch, batches_per_chunk):
         """Set the optimiser's learning rate for minibatch `batch` of chunk `chunk`; returns it (the last group's)."""
-        if self.stages is None:
-            lr = learning_rate_at(self.config["LEARNING_RATE_SCHEDULE"], chunk)
-            self.optimizer.set_lr(lr)
-            return lr
         index = stages.stage_at(self.stages, chunk)
         if index != self.stage_index:
             self.enter_stage(index)
@@ -558,7 +493,7 @@ class Trainer:
         config."""
         path, config = self.checkpoint_path, self.config
         saved = checkpoints.load_checkpoint(path)
-        saved_config = checkpoints.with_defaults(saved["config"])
+        saved_config = recipe.config_from_checkpoint(saved["config"])
         if saved_config != config:
             differing = sorted(k for k in set(config) | set(saved_config) if saved_config.get(k) != config.get(k))
             raise load_data.DataError(f"{path}: checkpoint was made with other settings ({', '.join(differing)}: "
@@ -572,9 +507,10 @@ class Trainer:
                                                        "another --seed)")
         self.state = {key: saved[key] for key in LOOP_STATE_KEYS}
         self.weights = saved.get("weights")
-        if self.stages is not None and not self.finished():
+        if not self.finished():
             self.enter_stage(stages.stage_at(self.stages, self.state["next_chunk"]))
         self.optimizer.load_state_dict(saved["optimizer"])
+        stages.set_peaks(self.optimizer, self.model, self.stages[self.stage_index])  # older checkpoints have none
         set_rng_state(saved["rng"])
         log(f"resuming from {path} at chunk {self.state['next_chunk'] + 1}, batch {self.state['next_batch'] + 1}")
 
@@ -597,8 +533,8 @@ class Trainer:
         config, ranks = self.config, self.ranks
         share = distributed.batch_share(config["CHUNK_SIZE"], config["BATCH_SIZE"], ranks) if ranks.active else None
         prepro = ra.prepro_matrices(config["PREPROCESSING"], train_ids, "train")
-        # one run of chunks per input declaration: the whole schedule, or each stage
-        bounds = [0, config["NUM_CHUNKS"]] if self.stages is None else stages.first_chunks(self.stages)
+        # one run of chunks per input declaration
+        bounds = input_spans(self.stages)
         spans = [(first, end) for first, end in zip(bounds[:-1], bounds[1:]) if end > self.state["next_chunk"]]
         runs = [ra.RandomChunks(train_ids, train_labels, subset="train", chunk_size=config["CHUNK_SIZE"],
                                 num_chunks=end, seed=config["SEED"], augmentation=config["AUGMENTATION"],
@@ -716,6 +652,23 @@ class Trainer:
             f"Run the same command again to resume: {resume_command()}")
         distributed.barrier(self.ranks)
         return "stopped"
+
+
+def input_spans(stage_list):
+    """The chunk boundaries [0, ..., total] between runs of stages with the same input declaration."""
+    bounds = stages.first_chunks(stage_list)
+    return [bound for i, bound in enumerate(bounds)
+            if i in (0, len(stage_list)) or stage_list[i].input != stage_list[i - 1].input]
+
+
+def schedule_summary(config):
+    """One line on the run's optimiser and stages."""
+    first = stages.first_chunks([stages.Stage(**stage) for stage in config["STAGES"]])
+    parts = [f"from chunk {start + 1}: lr {stage['lr']}" + ("" if stage["schedule"] == "constant" else f" {stage['schedule']}")
+             for start, stage in zip(first, config["STAGES"])]
+    count = len(config["STAGES"])
+    return (f"{count} stage{'s' if count > 1 else ''} over {config['NUM_CHUNKS']} chunks, optimiser "
+            f"{config['OPTIMIZER']}: " + "; ".join(parts))
 
 
 def lr_range(first, last):

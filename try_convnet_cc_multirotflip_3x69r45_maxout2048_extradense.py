@@ -12,10 +12,11 @@ import realtime_augmentation
 import train
 
 BATCH_SIZE = 16
-MOMENTUM = 0.9
-LEARNING_RATE_SCHEDULE = {0: 0.04, 1800: 0.004, 2300: 0.0004}  # first chunk -> learning rate
+OPTIMIZER = dict(name="nesterov", momentum=0.9)  # the original's form of Nesterov momentum, no weight decay
+STAGES = [dict(chunks=1800, lr=0.04),  # learning rate 0.04 from chunk 0, 0.004 from 1800, 0.0004 from 2300;
+          dict(chunks=500, lr=0.004, restart=False),  # the momentum carries over each change of rate
+          dict(chunks=200, lr=0.0004, restart=False)]  # 2,500 chunks in all: 25 million images
 CHUNK_SIZE = 10000  # freshly augmented images per chunk
-NUM_CHUNKS = 2500  # 25 million images in all
 VALIDATE_EVERY = 20  # chunks
 NUM_CHUNKS_NONORM = 1  # chunks trained before the output layer's normalisation is switched on
 AUGMENTATION = realtime_augmentation.DEFAULT_AUGMENTATION

@@ -20,11 +20,11 @@ COLOUR_STD = 0.0  # no colour noise
 PREPROCESSING = None
 SEED = 0
 INPUT = (224, 224)
-SMALL = (112, 224)  # the same square 2x down
+_SMALL = (112, 224)  # the same square 2x down
 OPTIMIZER = dict(name="adamw", weight_decay=1e-4)
 STAGES = [
-    dict(chunks=2, lr=5e-2, train="head", input=SMALL, dropout=0.1, schedule="one_cycle"),
-    dict(chunks=10, lr=1e-4, input=SMALL, schedule="one_cycle"),
+    dict(chunks=2, lr=5e-2, train="head", input=_SMALL, dropout=0.1, schedule="one_cycle"),
+    dict(chunks=10, lr=1e-4, input=_SMALL, schedule="one_cycle"),
     dict(chunks=2, lr=1e-2, train="head", schedule="one_cycle"),
     *[dict(chunks=6, lr=1e-4, schedule="one_cycle")] * 3,
     dict(chunks=8, lr=2e-5, schedule="one_cycle"),

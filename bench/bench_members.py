@@ -25,18 +25,17 @@ TRAINING_IMAGES = 61_578 - 6_157  # the real training split (the last 10% of the
 
 
 def recipe_of(name):
-    recipe = vars(checkpoints.import_try_script(name, common.PROJECT_DIR / f"{name}.py"))
-    return train.run_config(recipe, train.parse_args(recipe, ["--weights", "none"]))
+    return train.config_of(vars(checkpoints.import_try_script(name, common.PROJECT_DIR / f"{name}.py")),
+                           ["--weights", "none"])
 
 
 def inputs_of(config):
     """The input declarations a recipe trains at, each with the images it sees there (head-only, full)."""
-    if "STAGES" not in config:
-        return {config["INPUT"]: (0, config["NUM_CHUNKS"] * config["CHUNK_SIZE"])}
+    chunk_images = TRAINING_IMAGES if config["CHUNK_SIZE"] == "epoch" else config["CHUNK_SIZE"]
     seen = {}
     for stage in (stages.Stage(**stage) for stage in config["STAGES"]):
         head, full = seen.get(stage.input, (0, 0))
-        images = stage.chunks * TRAINING_IMAGES
+        images = stage.chunks * chunk_images
         seen[stage.input] = (head + images, full) if stage.train == "head" else (head, full + images)
     return seen
 

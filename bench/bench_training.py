@@ -17,6 +17,7 @@ import common  # noqa: F401  (the project on the import path)
 import checkpoints
 import convnet
 import decision_tree
+import stages
 import train
 
 RECIPE_IMAGES = 25_000_000  # 2500 chunks of 10000 images
@@ -37,7 +38,7 @@ def images_per_second(device, batch_size, steps, warmup, channels_last=False, co
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     step_model = torch.compile(model) if compile_model else model
-    optimizer = train.NesterovMomentum(model.parameters(), lr=0.004, momentum=0.9)
+    optimizer = stages.NesterovMomentum(model.parameters(), lr=0.004, momentum=0.9)
     views, labels = make_batch(batch_size, device)
     for _ in range(warmup):
         train.train_batch(step_model, optimizer, views, labels, normalise=True)

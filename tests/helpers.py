@@ -23,30 +23,35 @@ import load_data
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 
 TINY_MODEL_NAME = "try_tiny_test_model"
-TINY_RECIPE_SOURCE = '''"""A small model on the shared loop, for the tests."""
-import convnet
-import realtime_augmentation
-import train
-
-BATCH_SIZE = 4
-MOMENTUM = 0.9
-LEARNING_RATE_SCHEDULE = {0: 0.04, 1800: 0.004, 2300: 0.0004}
-CHUNK_SIZE = 8
-NUM_CHUNKS = 2500
-VALIDATE_EVERY = 2
-NUM_CHUNKS_NONORM = 1
-AUGMENTATION = realtime_augmentation.DEFAULT_AUGMENTATION
-PREPROCESSING = None
-SEED = 3
+# The tiny try file's settings beside the defaults (the original recipe's optimiser and stages, scaled by --num-chunks).
+TINY_SETTINGS = dict(BATCH_SIZE=4, CHUNK_SIZE=8, VALIDATE_EVERY=2, NUM_CHUNKS_NONORM=1, SEED=3)
+TINY_MODEL_SOURCE = '''import convnet
 
 
 def build_model():
     return convnet.GalaxyConvNet(num_filters=(4, 4, 4, 4), dense_units=16)
-
+'''
+MAIN_BLOCK = '''
 
 if __name__ == "__main__":
     train.main(globals())
 '''
+
+
+def try_file_source(settings=TINY_SETTINGS, model_source=TINY_MODEL_SOURCE):
+    """The text of a try file: `model_source` (its imports and build_model()), then each setting as NAME = repr(value),
+    then the call of the shared loop."""
+    lines = [f"{name} = {value!r}" for name, value in settings.items()]
+    return '"""A small model on the shared loop, for the tests."""\nimport train\n' + model_source + "\n\n" + \
+        "\n".join(lines) + MAIN_BLOCK
+
+
+def tiny_settings(**changes):
+    """TINY_SETTINGS with `changes`."""
+    return {**TINY_SETTINGS, **changes}
+
+
+TINY_RECIPE_SOURCE = try_file_source()
 
 # torch_augmentation.warp_batch against realtime_augmentation.warp_views: warp_views (cv2.warpAffine on uint8)
 # rounds its result to whole grey levels, up to half a level (0.5 / 255 = 0.0019608) from the bilinear value that
@@ -55,10 +60,17 @@ if __name__ == "__main__":
 WARP_TOLERANCE = 0.5 / 255 + 5e-5
 
 
-def tiny_model(seed=0):
-    """The network of the tiny try script, initialised from `seed`."""
+def tiny_model(seed=0, **changes):
+    """The network of the tiny try script (with `changes` to its arguments), initialised from `seed`."""
     torch.manual_seed(seed)
-    return convnet.GalaxyConvNet(num_filters=(4, 4, 4, 4), dense_units=16)
+    return convnet.GalaxyConvNet(**{**dict(num_filters=(4, 4, 4, 4), dense_units=16), **changes})
+
+
+def tiny_model_source(**changes):
+    """TINY_MODEL_SOURCE building the tiny network with `changes` to its arguments."""
+    arguments = ", ".join(f"{name}={value!r}" for name, value in {**dict(num_filters=(4, 4, 4, 4), dense_units=16),
+                                                                  **changes}.items())
+    return f"import convnet\n\n\ndef build_model():\n    return convnet.GalaxyConvNet({arguments})\n"
 
 
 def tiny_recipe(folder, source=TINY_RECIPE_SOURCE, model_name=TINY_MODEL_NAME):

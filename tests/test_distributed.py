@@ -22,15 +22,13 @@ import predict_augmented_npy
 import realtime_augmentation as ra
 import torch_augmentation as ta
 import train
-from helpers import (PROJECT_DIR, TINY_RECIPE_SOURCE, WARP_TOLERANCE, isolation, make_tiny_root, tiny_recipe,
-                     torchrun)
+from helpers import PROJECT_DIR, WARP_TOLERANCE, isolation, make_tiny_root, tiny_recipe, torchrun, try_file_source
 
 MODEL_NAME = "try_tiny_distributed_model"
 # Largest |2-rank - 1-process| parameter difference after 3 chunks of 2 minibatches: measured 7.5e-9
 # (float32 sums over 2 and over 4 images in another order); the parameters themselves are of order 0.01-1.
 PARAMETER_TOLERANCE = 1e-6
 RUN_OPTIONS = ["--num-chunks", "3", "--workers", "0", "--device", "cpu"]
-MAIN_BLOCK = '\n\nif __name__ == "__main__":'
 # The tiny recipe with build_model replaced: dropout off, and a SIGTERM hook for rank 1.
 NO_DROPOUT_MODEL = '''
 
@@ -63,8 +61,7 @@ def build_model():
             module.p = 0.0
     return model
 '''
-assert TINY_RECIPE_SOURCE.count(MAIN_BLOCK) == 1
-RECIPE_SOURCE = TINY_RECIPE_SOURCE.replace(MAIN_BLOCK, NO_DROPOUT_MODEL + MAIN_BLOCK)
+RECIPE_SOURCE = try_file_source(model_source="import convnet" + NO_DROPOUT_MODEL)
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ import checkpoints
 import decision_tree
 import realtime_augmentation as ra
 import source_params
+import stages
 import train
 from helpers import PROJECT_DIR
 
@@ -66,8 +67,7 @@ def build_on_meta(module):
 
 
 def recipe_config(module):
-    recipe = vars(module)
-    return train.run_config(recipe, train.parse_args(recipe, []))
+    return train.config_of(vars(module))
 
 
 def test_all_members_present():
@@ -141,8 +141,7 @@ def test_forward_obeys_tree_and_training_changes_parameters(script):
 
     model.train()
     config = recipe_config(module)
-    optimizer = train.NesterovMomentum(model.parameters(), lr=train.learning_rate_at(config["LEARNING_RATE_SCHEDULE"], 0),
-                                       momentum=config["MOMENTUM"])
+    optimizer = stages.make_optimizer(model, stages.Stage(**config["STAGES"][0]), config["OPTIMIZER"])
     before = [p.detach().clone() for p in model.parameters()]
     labels = torch.rand(2, decision_tree.NUM_OUTPUTS)
     for normalise in (False, True):  # the first chunk trains without the output normalisation

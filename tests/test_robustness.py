@@ -25,6 +25,7 @@ import load_data
 import make_synthetic_data
 import parallel
 import predict_augmented_npy
+import stages
 import train
 from helpers import (TINY_MODEL_NAME, make_tiny_root, no_space_task, save_predictions, small_disk, tiny_model,
                      tiny_recipe)
@@ -294,7 +295,7 @@ def test_training_stops_at_the_first_non_finite_loss_or_gradient(root, tmp_path,
 
 def test_non_finite_parameters_are_never_saved(root, tmp_path, capsys, monkeypatch):
     """A parameter made infinite by the last update of chunk 1: the checkpoint after chunk 1 is not written."""
-    real_step, steps = train.NesterovMomentum.step, []
+    real_step, steps = stages.NesterovMomentum.step, []
 
     def step_to_infinity(self):
         real_step(self)
@@ -302,7 +303,7 @@ def test_non_finite_parameters_are_never_saved(root, tmp_path, capsys, monkeypat
         if len(steps) == 2:
             self.param_groups[0]["params"][0].data.fill_(float("inf"))
 
-    monkeypatch.setattr(train.NesterovMomentum, "step", step_to_infinity)
+    monkeypatch.setattr(stages.NesterovMomentum, "step", step_to_infinity)
     assert train_tiny(root, tmp_path) == 1
     err = one_error_line(capsys)
     assert "training diverged:" in err and "holds NaN or infinity" in err and "no checkpoint was written" in err

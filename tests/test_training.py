@@ -20,9 +20,11 @@ import decision_tree
 import load_data
 import predict_augmented_npy
 import realtime_augmentation as ra
+from recipe import Recipe
+import stages
 import train
-from helpers import (PROJECT_DIR, TINY_MODEL_NAME, TINY_RECIPE_SOURCE, make_tiny_root, tiny_model, tiny_recipe,
-                     tree_valid_labels, write_labels)
+from helpers import (PROJECT_DIR, TINY_MODEL_NAME, make_tiny_root, tiny_model, tiny_model_source, tiny_recipe,
+                     tiny_settings, tree_valid_labels, try_file_source, write_labels)
 
 SHORT_RUN = ["--num-chunks", "3", "--workers", "0"]  # no process pools: quicker on 2 cores
 
@@ -42,14 +44,14 @@ def run_training(recipe, root, *options):
 def test_nesterov_update_follows_the_formula_across_a_learning_rate_change():
     w0 = torch.tensor([1.0, -2.0, 0.5])
     param = torch.nn.Parameter(w0.clone())
-    optimizer = train.NesterovMomentum([param], lr=0.1, momentum=0.9)
+    optimizer = stages.NesterovMomentum([param], lr=0.1, momentum=0.9)
     g1, g2 = torch.tensor([0.3, -0.1, 2.0]), torch.tensor([-1.0, 0.4, 0.2])
     param.grad = g1.clone()
     optimizer.step()
     v1 = -0.1 * g1
     w1 = w0 + 0.9 * v1 - 0.1 * g1
     torch.testing.assert_close(param.data, w1)
-    optimizer.set_lr(0.01)
+    optimizer.param_groups[0]["lr"] = 0.01
     param.grad = g2.clone()
     optimizer.step()
     v2 = 0.9 * v1 - 0.01 * g2
@@ -62,7 +64,7 @@ def test_one_training_step_lowers_the_loss_on_a_fixed_batch(normalise):
     generator = torch.Generator().manual_seed(0)
     views = torch.rand(8, 2, 3, 69, 69, generator=generator)
     labels = torch.from_numpy(tree_valid_labels(8, np.random.default_rng(0)).astype(np.float32))
-    optimizer = train.NesterovMomentum(model.parameters(), lr=0.04, momentum=0.9)
+    optimizer = stages.NesterovMomentum(model.parameters(), lr=0.04, momentum=0.9)
     before = train.train_batch(model, optimizer, views, labels, normalise)
     with torch.no_grad():
         after = F.mse_loss(model(views, normalise=normalise), labels).item()
@@ -70,10 +72,16 @@ def test_one_training_step_lowers_the_loss_on_a_fixed_batch(normalise):
 
 
 def test_schedule_scaling_and_lookup():
-    schedule = train.scaled_schedule({0: 0.04, 1800: 0.004, 2300: 0.0004}, 2500, 25)
-    assert schedule == {0: 0.04, 18: 0.004, 23: 0.0004}
-    assert [train.learning_rate_at(schedule, k) for k in (0, 17, 18, 22, 23, 24)] == [0.04, 0.04, 0.004, 0.004,
-                                                                                      0.0004, 0.0004]
+    """The 2014 stages scaled to 25 and 12 chunks: boundaries rounded to the nearest chunk, as the original scaled its
+    chunk-keyed rates; fewer chunks than stages keep the stages that still have one."""
+    original = Recipe().stage_list()
+    scaled = stages.scaled(original, 25)
+    assert stages.first_chunks(scaled) == [0, 18, 23, 25]
+    assert [scaled[stages.stage_at(scaled, k)].lr for k in (0, 17, 18, 22, 23, 24)] == [0.04, 0.04, 0.004, 0.004,
+                                                                                        0.0004, 0.0004]
+    assert stages.first_chunks(stages.scaled(original, 12)) == [0, 9, 11, 12]
+    assert stages.first_chunks(stages.scaled(original, 3)) == [0, 1, 2, 3]  # each stage keeps one chunk
+    assert [stage.lr for stage in stages.scaled(original, 2)] == [0.04, 0.004]
 
 
 def test_interrupted_run_resumes_to_the_same_parameters(isolated, recipe, monkeypatch):
@@ -148,8 +156,7 @@ def test_training_loop_enforces_max_norm(isolated, tmp_path):
     """A recipe with max-norm limits below the initial weights' RMS (about 1e-3): after chunks of 10 updates each
     (the loop rescales every 10), no unit of either dense layer is above its limit and some sit on it."""
     limits = (1e-4, 2e-4)
-    recipe = tiny_recipe(tmp_path, TINY_RECIPE_SOURCE.replace("dense_units=16)",
-                                                               f"dense_units=16, max_norm={limits})"))
+    recipe = tiny_recipe(tmp_path, try_file_source(model_source=tiny_model_source(max_norm=limits)))
     root = make_tiny_root(isolated / "root", num_train=20, num_test=2)
     state = run_training(recipe, root, "--chunk-size", str(10 * recipe["BATCH_SIZE"]))
     model = recipe["build_model"]()
@@ -201,8 +208,9 @@ def test_smoke_on_the_real_sample(isolated, recipe, real_sample):
     assert (load_data.predictions_dir() / f"{TINY_MODEL_NAME}.csv.gz").exists()
 
 
-SINGLE_VIEW_RECIPE_SOURCE = TINY_RECIPE_SOURCE.replace('''def build_model():
-    return convnet.GalaxyConvNet(num_filters=(4, 4, 4, 4), dense_units=16)''', '''INPUT = (24, 224)  # one 24x24 view of the centre 224x224
+SINGLE_VIEW_MODEL_SOURCE = '''import torch
+
+import layers
 
 
 class SingleView(torch.nn.Module):
@@ -218,7 +226,9 @@ class SingleView(torch.nn.Module):
 
 
 def build_model():
-    return SingleView()''').replace("import convnet\n", "import torch\n\nimport layers\n")
+    return SingleView()
+'''
+SINGLE_VIEW_RECIPE_SOURCE = try_file_source(tiny_settings(INPUT=(24, 224)), SINGLE_VIEW_MODEL_SOURCE)
 
 
 @pytest.mark.parametrize("where", ["workers", "device"])
@@ -280,7 +290,7 @@ def test_checkpoint_of_another_network_is_a_one_line_error(isolated, tmp_path, c
     """build_model() edited after training (wider dense layers): resuming says the parameters do not fit."""
     root = make_tiny_root(isolated / "root", num_train=20, num_test=2)
     run_training(tiny_recipe(tmp_path), root)
-    wider = tiny_recipe(tmp_path, TINY_RECIPE_SOURCE.replace("dense_units=16", "dense_units=32"))
+    wider = tiny_recipe(tmp_path, try_file_source(model_source=tiny_model_source(dense_units=32)))
     with pytest.raises(SystemExit) as exit_info:
         train.main(wider, ["--root", str(root), *SHORT_RUN])
     err = capsys.readouterr().err
