@@ -64,16 +64,17 @@ def start(device, ranks):
 
 def run_rank(work, ranks, expected_errors):
     """Call `work()` as this rank's whole job and leave the process group afterwards; returns the exit status:
-    0, or 1 after printing an `expected_errors` exception, or an OSError a user can cause
-    (load_data.user_error_message), as the scripts' one-line `error: ...` (naming the rank when there are several). After a completed job every rank first waits for the others: a rank that tore
-    down its connections while rank 0 was still writing files was seen to abort at exit (SIGABRT), failing the
-    whole torchrun. After an error the ranks leave at once."""
+    0, or 1 after printing an `expected_errors` exception (a class or a tuple of them), or an OSError a user can
+    cause (load_data.user_error_message), as the scripts' one-line `error: ...` (naming the rank when there are
+    several). After a completed job every rank first waits for the others: a rank that tore down its connections
+    while rank 0 was still writing files was seen to abort at exit (SIGABRT), failing the whole torchrun. After an
+    error the ranks leave at once."""
     completed = False
     try:
         work()
         completed = True
         return 0
-    except (*expected_errors, OSError) as exc:
+    except Exception as exc:
         message = str(exc) if isinstance(exc, expected_errors) else load_data.user_error_message(exc)
         if message is None:
             raise

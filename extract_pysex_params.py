@@ -476,9 +476,9 @@ def check_room(subsets, limit):
 
 def extract_and_save(subsets, workers, limit, backend):
     """Measure every image of `subsets`, print the summaries and write the parameter files."""
-    check_room(subsets, limit)
     if backend == "sextractor":
         print(f"backend: {sextractor.version(sextractor.find_program())}")
+    check_room(subsets, limit)
     for subset in subsets:
         arrays, failures, seconds = extract_subset(subset, workers, limit, backend)
         count = len(next(iter(arrays.values())))
