@@ -167,10 +167,19 @@ def argument_parser():
     return parser
 
 
+def check_room(subsets, limit):
+    """DataError, before any image is measured, when data/ has no room for the partial and parameter files."""
+    num_images = sum(len(load_data.load_ids(subset)[:limit]) for subset in subsets)
+    # per value: its JSON text in the partial file (up to 24 characters) and a float64 in the parameter file
+    per_image = sum(len(param_set.columns) for param_set in PARAM_SETS) * (24 + 8)
+    files.check_free_space(paths.data_dir(), num_images * per_image, f"the parameters of {num_images} images")
+
+
 def extract_and_save(subsets, workers, limit, backend):
     """Measure every image of `subsets`, print the summaries and write the parameter files."""
     if backend == "sextractor":
         print(f"backend: {sextractor.version(sextractor.find_program())}")
+    check_room(subsets, limit)
     for subset in subsets:
         arrays, failures, seconds = extract_subset(subset, workers, limit, backend)
         count = len(next(iter(arrays.values())))

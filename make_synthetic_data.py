@@ -83,11 +83,17 @@ def write_solutions_csv(path, galaxy_ids, labels):
         tmp.write_text("\n".join(lines) + "\n")
 
 
-def prepare_folders(overwrite):
+# Disk per synthetic image: its JPEG (about 20 kB in the demo's 3,000), with room to spare, and its label row.
+JPEG_BYTES = 30_000
+
+
+def prepare_folders(overwrite, num_images):
     """Create the raw image folders; refuse (DataError) when they already hold images, unless `overwrite`,
-    which removes the old images and CSVs first so that a stopped run is still detectable."""
+    which removes the old images and CSVs first so that a stopped run is still detectable, or when the disk has no
+    room for `num_images` images."""
     folders = [paths.raw_images_dir(subset) for subset in paths.SUBSETS]
     files.check_writable(*folders, paths.raw_dir())
+    files.check_free_space(paths.raw_dir(), num_images * JPEG_BYTES, f"{num_images} synthetic images")
     for folder in folders:
         old = sorted(folder.glob("*.jpg")) if folder.is_dir() else []
         if old and not overwrite:
@@ -126,8 +132,8 @@ def make_dataset(num_train, num_test, seed, workers, overwrite=False, ids=None):
     from `seed`, or those of ids (train, test) when given. Returns the images per second."""
     if ids is None and (num_train < 1 or num_test < 1):
         raise errors.DataError("--num-train and --num-test must be at least 1")
-    prepare_folders(overwrite)
     subsets = dict(zip(paths.SUBSETS, ids if ids is not None else draw_galaxy_ids(seed, num_train, num_test)))
+    prepare_folders(overwrite, sum(map(len, subsets.values())))
     num_train = len(subsets["train"])
     tasks = [(seed, g, paths.raw_images_dir(subset) / f"{g}.jpg")
              for subset, ids in subsets.items() for g in ids]

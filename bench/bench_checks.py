@@ -18,6 +18,7 @@ import torch
 import common  # noqa: F401  (the project on the import path)
 from galaxyzoo import checkpoints
 from galaxyzoo import decision_tree
+from galaxyzoo import stages
 from galaxyzoo import train
 
 MODEL = "try_convnet_cc_multirotflip_3x69r45_maxout2048_extradense"
@@ -25,7 +26,7 @@ MODEL = "try_convnet_cc_multirotflip_3x69r45_maxout2048_extradense"
 
 def checkpoint_state(model):
     """What train.py saves that is of any size: the parameters and one velocity per parameter (random values)."""
-    optimizer = train.NesterovMomentum(model.parameters(), lr=0.004)
+    optimizer = stages.NesterovMomentum(model.parameters(), lr=0.004)
     for parameter in model.parameters():
         optimizer.state[parameter]["velocity"] = torch.randn_like(parameter)
     return dict(model=model.state_dict(), optimizer=optimizer.state_dict(), config={"MODEL": MODEL})
@@ -45,7 +46,7 @@ def time_loading(model, repeats):
 def time_step_check(model, device, steps):
     """(fastest training step in s, fastest finiteness check of its loss and gradients in s)."""
     model = model.to(device).train()
-    optimizer = train.NesterovMomentum(model.parameters(), lr=0.004)
+    optimizer = stages.NesterovMomentum(model.parameters(), lr=0.004)
     generator = torch.Generator().manual_seed(0)
     views = torch.rand(16, 2, 3, 69, 69, generator=generator).to(device)
     labels = torch.rand(16, decision_tree.NUM_OUTPUTS, generator=generator).to(device)

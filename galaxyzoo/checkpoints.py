@@ -3,8 +3,10 @@
 Training (train.py) writes analysis/final/<model>.pt; prediction (predict_augmented_npy.py) and the demo read it
 back through load_trained() without importing the training loop.
 """
+import concurrent.futures
 import hashlib
 import importlib.util
+import os
 import sys
 import zipfile
 from pathlib import Path
@@ -73,31 +75,39 @@ CHECKPOINT_KEYS = ("model", "config")  # what every checkpoint train.py writes h
 DIGEST_KEY = "digest"  # the sha256 of a checkpoint's contents (content_digest), which loading verifies
 
 
+DIGEST_BLOCK = 1 << 24  # bytes hashed on their own, so that the cores share the work on a large checkpoint
+
+
 def content_digest(state):
-    """The sha256 (hex) of everything in a checkpoint's dict but its digest: every tensor's dtype, shape and bytes, and
-    every other value's repr, in key order. torch.load checks none of the zip archive's checksums, so that a bit
-    flipped on the disk would otherwise load as a different weight."""
-    digest = hashlib.sha256()
-    _add_to_digest(digest, {key: value for key, value in state.items() if key != DIGEST_KEY})
-    return digest.hexdigest()
+    """The digest (hex) of everything in a checkpoint's dict but its digest: every tensor's dtype, shape and bytes, and
+    every other value's repr, in key order, cut into blocks of DIGEST_BLOCK bytes whose sha256 digests are hashed in
+    turn (hashlib lets other threads run while it hashes, so the blocks are hashed on all cores). torch.load checks
+    none of the zip archive's checksums, so that a bit flipped on the disk would otherwise load as another weight."""
+    parts = []
+    _digest_parts(parts, {key: value for key, value in state.items() if key != DIGEST_KEY})
+    blocks = [part[start:start + DIGEST_BLOCK] for part in parts for start in range(0, max(len(part), 1), DIGEST_BLOCK)]
+    with concurrent.futures.ThreadPoolExecutor(os.cpu_count()) as pool:
+        block_digests = list(pool.map(lambda block: hashlib.sha256(block).digest(), blocks))
+    return hashlib.sha256(b"".join(block_digests)).hexdigest()
 
 
-def _add_to_digest(digest, value):
+def _digest_parts(parts, value):
+    """Append to `parts` the bytes (memoryviews of tensors, without a copy) that content_digest hashes for `value`."""
     if torch.is_tensor(value):
         tensor = value.detach().cpu().contiguous()
-        digest.update(f"tensor {tensor.dtype} {tuple(tensor.shape)}\n".encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy())  # its bytes, whatever the dtype, without a copy
+        parts.append(f"tensor {tensor.dtype} {tuple(tensor.shape)}\n".encode())
+        parts.append(memoryview(tensor.reshape(-1).view(torch.uint8).numpy()))  # its bytes, whatever the dtype
     elif isinstance(value, dict):
-        digest.update(f"dict {len(value)}\n".encode())
+        parts.append(f"dict {len(value)}\n".encode())
         for key in sorted(value, key=repr):
-            digest.update(f"{key!r}:".encode())
-            _add_to_digest(digest, value[key])
+            parts.append(f"{key!r}:".encode())
+            _digest_parts(parts, value[key])
     elif isinstance(value, (list, tuple)):
-        digest.update(f"{type(value).__name__} {len(value)}\n".encode())
+        parts.append(f"{type(value).__name__} {len(value)}\n".encode())
         for item in value:
-            _add_to_digest(digest, item)
+            _digest_parts(parts, item)
     else:
-        digest.update(f"{value!r}\n".encode())
+        parts.append(f"{value!r}\n".encode())
 
 
 def first_non_finite(parameters):

@@ -24,7 +24,9 @@ import copy_data_to_shm
 import create_solutions_train
 import create_train_ids
 from galaxyzoo import decision_tree
+import extract_pysex_params
 import load_data
+import make_synthetic_data
 from galaxyzoo import parallel
 import predict_augmented_npy
 from galaxyzoo import stages
@@ -120,6 +122,20 @@ def test_a_checkpoint_write_that_fails_keeps_the_last_good_one(root, tmp_path, c
     monkeypatch.setattr(torch, "save", real_save)
     assert train_tiny(root, tmp_path) == 0  # once there is room, the same command resumes and ends
     assert checkpoints.load_checkpoint(path)["next_chunk"] == 3
+
+
+@pytest.mark.parametrize("script", ["make_synthetic_data", "extract_pysex_params", "copy_data_to_shm"])
+def test_the_other_long_steps_without_room_are_refused_before_their_work(root, capsys, monkeypatch, script):
+    small_disk(monkeypatch, free=1000)
+    before = sorted(root.parent.rglob("*"))
+    if script == "make_synthetic_data":
+        status = make_synthetic_data.main(["--root", str(root.parent / "new"), "--num-train", "2", "--num-test", "1"])
+    else:
+        status = {"extract_pysex_params": extract_pysex_params, "copy_data_to_shm": copy_data_to_shm}[script].main(
+            ["--root", str(root), "--workers", "1"])
+    err = one_error_line(capsys)
+    assert status == 1 and "needs" in err and "but only 1.0 kB is free" in err and "nothing was written" in err
+    assert sorted(root.parent.rglob("*")) == before
 
 
 @pytest.fixture
