@@ -165,6 +165,23 @@ def blend_test_set(models, weights_by_blend, test_ids):
     return totals
 
 
+def worse_than_mean_lines(models, stack, split):
+    """A warning line (submission.worse_than_mean) per model whose validation predictions, in stack (M, N, 37), score
+    worse than predicting the mean label of the training split for every image; split: load_data.LabelledSplit."""
+    labels = split.valid_labels.astype(np.float64)
+    mean_score = submission.rmse(np.broadcast_to(split.train_labels.astype(np.float64).mean(axis=0), labels.shape),
+                                 labels)
+    warnings = (submission.worse_than_mean(model, submission.rmse(predictions, labels), mean_score)
+                for model, predictions in zip(models, stack))
+    return [line for line in warnings if line]
+
+
+def member_warnings(models):
+    """worse_than_mean_lines of the models' test-time-averaged validation predictions (as checked for blending)."""
+    split = load_data.labelled_split()
+    return worse_than_mean_lines(models, [load_checked(model, "valid", split.valid_ids) for model in models], split)
+
+
 def run(chosen=None):
     models, left_out = available_models(chosen)
     print(f"blending {', '.join(models)}")
@@ -179,6 +196,8 @@ def run(chosen=None):
     print("validation RMSE of each model:")
     for model, predictions in zip(models, stack):
         print(f"  {submission.rmse(predictions, labels):.6f}  {model}")
+    for line in worse_than_mean_lines(models, stack, split):
+        print(line)
 
     weights_by_blend = {"uniform": np.full(num_models, 1.0 / num_models),
                         "per_model": fit_weights(stack, labels, per_column=False),

@@ -153,6 +153,8 @@ def main():
     report = make_report.report_dir() / "index.html"
     run_step(10, "the run's report", [report], ["make_report.py", *with_root], env)
 
+    for line in blend_predictions.member_warnings(args.models):
+        print(f"{line} (the blend scored in step 9 includes it)")
     print(f"\nDemo finished in {(time.time() - started) / 60:.1f} min. Everything is under {root}.")
     print(f"The run's report: {report} (open it in a browser)")
 

@@ -130,6 +130,10 @@ def score_file(path, split, png_path=None, without_record=False):
     table = score_table(Path(path).name, predictions, labels, training_mean)
     print(f"{len(labels)} {split} images")
     print_table(table)
+    warning = submission.worse_than_mean(Path(path).name, table[Path(path).name][0], table["training mean"][0],
+                                         f"{split} RMSE")
+    if warning:
+        print(warning)
     save_bar_chart(table, png_path, f"{Path(path).name} on the {split} set ({len(labels)} images)")
     print(f"wrote {png_path}")
     return table

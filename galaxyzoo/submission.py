@@ -29,6 +29,15 @@ def rmse(predictions, labels):
     return float(np.sqrt(np.mean((np.asarray(predictions, np.float64) - np.asarray(labels, np.float64)) ** 2)))
 
 
+def worse_than_mean(name, score, mean_score, what="validation RMSE"):
+    """The warning line when `score` (an RMSE of `name`) is worse than `mean_score`, that of predicting the training
+    mean for every image; None otherwise."""
+    if score <= mean_score:
+        return None
+    return (f"WARNING: {name}: {what} {score:.6f} is worse than predicting the training mean ({mean_score:.6f}); "
+            f"look at its training before blending it")
+
+
 def check_predictions(galaxy_ids, predictions, source):
     """Raise DataError (naming `source`, the row, GalaxyID and column) unless predictions is (N, 37),
     finite and within [0, 1] (up to RANGE_TOLERANCE) and galaxy_ids is (N,), ascending and unique.

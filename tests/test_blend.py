@@ -149,3 +149,19 @@ def test_bad_numbers_in_a_prediction_file_are_refused(blend_root, capsys, split,
     err = capsys.readouterr().err
     assert str(path) in err and f"row 3 (GalaxyID {int(ids[3])})" in err and decision_tree.COLUMNS[7] in err
     assert not blend_predictions.blended_dir().exists()
+
+
+def test_a_model_worse_than_the_training_mean_is_named_with_both_scores(blend_root, capsys):
+    names, valid, _ = write_models(blend_root)
+    split = load_data.labelled_split()
+    labels = split.valid_labels.astype(np.float64)
+    mean_score = submission.rmse(np.broadcast_to(split.train_labels.mean(axis=0), labels.shape), labels)
+    constant = np.full_like(labels, 0.9)  # far from every label mean: worse than the mean
+    save_predictions("model_constant", "valid", constant)
+    save_predictions("model_constant", "test", np.full((len(load_data.load_ids("test")), 37), 0.9))
+    assert blend_predictions.main(["--root", str(blend_root)]) == 0
+    warnings = [line for line in capsys.readouterr().out.splitlines() if line.startswith("WARNING")]
+    assert len(warnings) == 1 and "model_constant" in warnings[0]
+    assert f"{submission.rmse(constant, labels):.6f}" in warnings[0] and f"({mean_score:.6f})" in warnings[0]
+    assert blend_predictions.member_warnings(names) == []  # the good models alone: nothing to say
+    assert blend_predictions.member_warnings(["model_constant", names[0]]) == warnings

@@ -192,3 +192,18 @@ def test_score_refuses_bad_numbers(label_root, capsys, value):
     err = capsys.readouterr().err
     assert str(path) in err and "row 1 (GalaxyID" in err and decision_tree.COLUMNS[4] in err
     assert not (label_root / "bad_scores.png").exists()
+
+
+def test_score_warns_when_the_file_is_worse_than_the_training_mean(label_root, capsys):
+    split = load_data.labelled_split()
+    mean = split.train_labels.astype(np.float64).mean(axis=0)
+    for name, predictions, warned in (("near.npy.gz", split.valid_labels, False),
+                                      ("far.npy.gz", np.broadcast_to(1.0 - mean, split.valid_labels.shape), True)):
+        path = label_root / name
+        save_recorded(path, predictions, split.valid_ids)
+        table = score_predictions.score_file(path, "valid", png_path=label_root / "s.png")
+        warnings = [line for line in capsys.readouterr().out.splitlines() if line.startswith("WARNING")]
+        assert len(warnings) == int(warned)
+        if warned:
+            assert warnings[0].startswith(f"WARNING: {name}: valid RMSE ")
+            assert f"{table[name][0]:.6f}" in warnings[0] and f"({table['training mean'][0]:.6f})" in warnings[0]
