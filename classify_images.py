@@ -120,7 +120,7 @@ class Member:
         self.views = ra.input_views(config["INPUT"])
         self.preprocessing = config["PREPROCESSING"]
         self.transform_choice = (dict(set=transform_set, count=num_transforms) if transform_set is not None
-                                 else step6_transforms(self.name))
+                                 else step6_transforms(self.name, self.model))
         self.transforms = predict_augmented_npy.selected_transforms(self.transform_choice["count"],
                                                                     self.transform_choice["set"])
 
@@ -151,15 +151,15 @@ class Member:
         return np.clip(outputs.mean(axis=1), 0.0, 1.0)
 
 
-def step6_transforms(model):
+def step6_transforms(model, network):
     """The transforms step 6 averaged model's test predictions over ({"set", "count"} from that file's record), or
-    the original's 60 when it has no such file."""
+    all of the network's own set (predict_augmented_npy.model_transform_set) when it has no such file."""
     path = paths.augmented_predictions_path(model, "test")
     if path.exists():
         chosen = records.read_record(path, f"run predict_augmented_npy.py {model} again").get("inputs", {})
         if "transforms" in chosen:
             return dict(chosen["transforms"])
-    return dict(set="original", count=None)
+    return dict(set=predict_augmented_npy.model_transform_set(network, None, None), count=None)
 
 
 def blend_weights(members, blend):

@@ -16,7 +16,9 @@ and take entries floor(k * 60 / T) for k = 0..T-1. Entry 0 is the identity, so e
 T=2 gives the identity and its 180-degree turn, T=10 the 10 rotations at zoom 1, T=20 adds their flipped
 copies, T=30 covers every rotation with two of the six (flip, zoom) combinations.
 
---transform-set rot8flip averages over 16 transforms instead (8 rotations 45 degrees apart x flipped or not, zoom 1).
+--transform-set rot8flip averages over 16 transforms instead (8 rotations 45 degrees apart x flipped or not, zoom 1);
+--transform-set p4m over 12 (rotations by 0, 22.5, 45 and 67.5 degrees x zooms 1, 1/1.2, 1.2), the default for a
+network exactly invariant to quarter turns and flips (galaxyzoo/p4m.py), for which every other set repeats views.
 
 A run stopped by Ctrl-C or an error keeps the images done so far beside the output files (<MODEL>.partial<rank>.npz,
 also every minute); the same command continues after them, unless the model, images, transforms or ranks changed.
@@ -68,9 +70,21 @@ def spread_transform_indices(num_transforms):
     return np.asarray(ZOOMS_IDENTITY_FIRST)[zoom] * NUM_ROTATIONS * NUM_FLIPS + rotation * NUM_FLIPS + flip
 
 
-# The named sets of fixed transforms: the original's 60, and the 16 views (8 rotations x flip, no zoom) that
-# later single models averaged over.
-TRANSFORM_SETS = {"original": NUM_TRANSFORMS, "rot8flip": 16}
+# A network exactly invariant to quarter turns and flips (p4m.P4MNet) gains nothing from them: its set turns by the
+# four angles that no quarter turn maps onto each other (0, 22.5, 45, 67.5 degrees) at the original's three zooms.
+P4M_ANGLES = (0.0, 22.5, 45.0, 67.5)
+P4M_ZOOMS = (1.0, 1 / 1.2, 1.2)
+# The named sets of fixed transforms: the original's 60; the 16 views (8 rotations x flip, no zoom) that later
+# single models averaged over; the 12 for p4m-invariant networks (listed with the angle varying fastest).
+TRANSFORM_SETS = {"original": NUM_TRANSFORMS, "rot8flip": 16, "p4m": len(P4M_ANGLES) * len(P4M_ZOOMS)}
+DEFAULT_TRANSFORM_SET = "original"  # for a network that names no set of its own (test_transform_set)
+
+
+def transform_set_matrices(transform_set):
+    """(T, 3, 3) every transform of a set of TRANSFORM_SETS other than the original, entry 0 the identity."""
+    if transform_set == "rot8flip":
+        return ra.tta_transforms(num_rotations=8, zooms=(1.0,))
+    return np.stack([ra.augmentation_transform(zoom, angle) for zoom in P4M_ZOOMS for angle in P4M_ANGLES])
 
 
 def selected_transforms(num_transforms=None, transform_set="original"):
@@ -82,7 +96,23 @@ def selected_transforms(num_transforms=None, transform_set="original"):
         return ra.tta_transforms()[spread_transform_indices(num_transforms)]
     if not 1 <= num_transforms <= size:
         raise ValueError(f"--num-transforms must be within 1..{size} for {transform_set}, got {num_transforms}")
-    return ra.tta_transforms(num_rotations=8, zooms=(1.0,))[np.arange(num_transforms) * size // num_transforms]
+    return transform_set_matrices(transform_set)[np.arange(num_transforms) * size // num_transforms]
+
+
+def model_transform_set(model, chosen, num_transforms):
+    """The transform set to average model's predictions over: `chosen` (--transform-set), else the network's own
+    (its test_transform_set) or DEFAULT_TRANSFORM_SET; SettingError when num_transforms does not fit in it."""
+    transform_set = chosen or getattr(model, "test_transform_set", DEFAULT_TRANSFORM_SET)
+    check_count(transform_set, num_transforms)
+    return transform_set
+
+
+def check_count(transform_set, num_transforms):
+    """SettingError unless num_transforms (None: all) of the set transform_set can be picked."""
+    size = TRANSFORM_SETS[transform_set]
+    if num_transforms is not None and not 1 <= num_transforms <= size:
+        raise errors.SettingError(f"--num-transforms must be within 1..{size} for --transform-set {transform_set}, "
+                                  f"got {num_transforms}")
 
 
 def predict_views(model, views, device, batch_size=BATCH_SIZE):
@@ -210,12 +240,13 @@ def predict_all(args, ranks):
     if tf32_note and ranks.is_main:
         print(tf32_note)
     model, config = checkpoints.load_trained(args.model, device=device, script=args.script)
+    transform_set = model_transform_set(model, args.transform_set, args.num_transforms)
     made_from = dict(checkpoint=records.file_input(checkpoints.checkpoint_path(args.model)),
-                     transforms={"set": args.transform_set, "count": args.num_transforms})
-    transforms = selected_transforms(args.num_transforms, args.transform_set)
+                     transforms={"set": transform_set, "count": args.num_transforms})
+    transforms = selected_transforms(args.num_transforms, transform_set)
     if ranks.is_main:
         print(f"{args.model} on {device}{f' x {ranks.world_size} ranks' if ranks.active else ''}: "
-              f"averaging over {len(transforms)} transforms")
+              f"averaging over {len(transforms)} transforms of the set {transform_set}")
 
     splits = [(split, load_data.split_ids(split), load_data.SPLIT_SUBSET[split]) for split in load_data.SPLITS]
     checked = load_data.check_images_read([(subset, ids) for _, ids, subset in splits])
@@ -279,8 +310,10 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", help="the try_*.py script's name, with or without .py (its checkpoint is "
                         "analysis/final/MODEL.pt)")
-    parser.add_argument("--transform-set", choices=sorted(TRANSFORM_SETS), default="original",
-                        help="original: the original's 60 transforms (default); rot8flip: 8 rotations x flip (16)")
+    parser.add_argument("--transform-set", choices=sorted(TRANSFORM_SETS), default=None,
+                        help="original: the original's 60 transforms; rot8flip: 8 rotations x flip (16); p4m: 4 "
+                        "rotations 22.5 degrees apart x 3 zooms (12). Default: the network's own (p4m for a "
+                        "p4m-invariant one), else original")
     parser.add_argument("--num-transforms", type=int, default=None,
                         help="how many of the set's transforms to average over (an evenly spread subset; default all)")
     parser.add_argument("--script", default=None, help="the model's try_*.py file when it is not MODEL.py in the "
@@ -291,10 +324,11 @@ def main(argv=None):
     args = parser.parse_args(argv)
     runner.check_options(parser, args)
     args.batch_size = args.batch_size or BATCH_SIZE
-    size = TRANSFORM_SETS[args.transform_set]
-    if args.num_transforms is not None and not 1 <= args.num_transforms <= size:
-        parser.error(f"--num-transforms must be within 1..{size} for --transform-set {args.transform_set}, "
-                     f"got {args.num_transforms}")
+    if args.transform_set is not None:  # without it the network's set decides, once it is loaded (model_transform_set)
+        try:
+            check_count(args.transform_set, args.num_transforms)
+        except errors.SettingError as exc:
+            parser.error(str(exc))
     runner.apply_root(args)
     args.model = runner.model_name_argument(args.model)
     ranks = distributed.ranks_from_environment()
