@@ -30,6 +30,7 @@ import convert_npy_to_csv
 import make_report
 import predict_augmented_npy
 import score_predictions
+from galaxyzoo import recipe
 from galaxyzoo import source_params
 from galaxyzoo import paths
 
@@ -70,7 +71,8 @@ def parse_args():
 
 def uses_source_extraction(model):
     """Whether the try_*.py model's recipe reads the source-extraction parameters (step 3)."""
-    return checkpoints.import_try_script(model).PREPROCESSING is not None
+    namespace = vars(checkpoints.import_try_script(model))
+    return recipe.TryFile.from_namespace(namespace).recipe.PREPROCESSING is not None  # a default when not declared
 
 
 def uses_backbone(model):

@@ -5,7 +5,7 @@ loop), learning_curve, model_submission (a trained model's own test-set submissi
 the training device), checkpoints (checkpoint files, loading a trained model, its forward pass), precision,
 distributed.
 Networks: convnet (the 2014 network), backbones (pretrained ResNet-50 and DINOv2 with the decision-tree head),
-decision_tree (the 37 outputs).
+p4m (group convolutions whose outputs are invariant to quarter turns and flips), decision_tree (the 37 outputs).
 Input views: realtime_augmentation (transforms and warps on the CPU), torch_augmentation (the same on a torch
 device), parallel (background workers), source_params and source_extraction (step 3's parameter files and
 measurements), sextractor (the SExtractor program as step 3's optional backend).

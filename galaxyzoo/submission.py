@@ -34,8 +34,7 @@ def worse_than_mean(name, score, mean_score, what="validation RMSE"):
     mean for every image; None otherwise."""
     if score <= mean_score:
         return None
-    return (f"WARNING: {name}: {what} {score:.6f} is worse than predicting the training mean ({mean_score:.6f}); "
-            f"look at its training before blending it")
+    return f"WARNING: {name}: {what} {score:.6f} is worse than predicting the training mean ({mean_score:.6f})"
 
 
 def check_predictions(galaxy_ids, predictions, source):
