@@ -9,7 +9,8 @@ The page opens from the file system in any browser, offline: no server, nothing 
 - each trained model: its recipe, parameters, training time, learning curve, validation RMSE before and after
   test-time averaging and per question;
 - the blends: the weights per model (and per model and column), each blend's validation RMSE beside each model's and
-  the training-mean and all-zeros baselines;
+  the training-mean and all-zeros baselines, and a warning naming each blended model that scores worse than the
+  training mean;
 - validation galaxies as thumbnails with the crowd's and the model's answers along the decision tree: the best-,
   median- and worst-predicted, and per question the worst;
 - the test-set predictions: the distribution of each answer beside the training labels'.
@@ -328,6 +329,9 @@ def blends_section(run, folder):
                              + command("blend_predictions.py")))
     else:
         parts.append(weights_html(run.weights, folder))
+        models = run.weights[0]
+        parts += [f"<p class=warning>{esc(line)}</p>" for line in blend_predictions.worse_than_mean_lines(
+            models, [run.valid[model] for model in models], run.split)]
     labels = run.split.valid_labels
     rows = [score_row(name, values, labels) for name, values in blends.items()]
     rows += [score_row(model, values, labels) for model, values in run.valid.items()]
@@ -500,6 +504,7 @@ td.title { max-width: 15em; overflow-wrap: anywhere; }
 td.fresh { background: #d8f0d8; } td.stale { background: #f6d0c8; } td.missing { background: #f6e3b0; }
 td.not-made, td.written { background: #eee; }
 .missing { color: #8a4b00; font-style: italic; }
+.warning { color: #a00000; font-weight: bold; }
 .cards { display: flex; flex-wrap: wrap; gap: 10px; }
 .card { border: 1px solid #bbb; padding: 6px; width: 330px; font-size: 12px; }
 .card table { font-size: 11px; } tr.differs td { background: #fbe3dc; }

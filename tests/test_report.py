@@ -13,7 +13,7 @@ import load_data
 import make_report
 from galaxyzoo import submission
 from browser import missing_browser, open_page
-from helpers import TINY_MODEL_NAME, isolation, make_small_run
+from helpers import TINY_MODEL_NAME, isolation, make_small_run, save_predictions
 from galaxyzoo import paths
 from galaxyzoo import records
 
@@ -120,3 +120,21 @@ def test_a_run_with_nothing_yet_says_what_is_missing(isolated, capsys):
     page = write_report(isolated, capsys)
     assert state_of(page, "data/train_ids.npy") == "missing"
     assert "no trained model in analysis/final" in page and "no validation predictions to compare" in page
+
+
+def test_a_blended_model_worse_than_the_training_mean_is_named_above_the_blends(run_copy, capsys):
+    split = load_data.labelled_split()
+    save_predictions(SECOND_MODEL, "valid", np.full(split.valid_labels.shape, 0.9))  # far worse than the mean
+    assert blend_predictions.main(["--root", str(run_copy)]) == 0
+    capsys.readouterr()
+    mean_score = submission.rmse(np.broadcast_to(split.train_labels.mean(axis=0), split.valid_labels.shape),
+                                 split.valid_labels)
+    scores = {model: submission.rmse(blend_predictions.load_checked(model, "valid", split.valid_ids), split.valid_labels)
+              for model in (TINY_MODEL_NAME, SECOND_MODEL)}
+    page = write_report(run_copy, capsys)
+    for model, score in scores.items():
+        line = (f"<p class=warning>WARNING: {model}: validation RMSE {score:.6f} is worse than predicting the training "
+                f"mean ({mean_score:.6f})</p>")
+        assert (line in page) == (score > mean_score)
+    assert scores[SECOND_MODEL] > mean_score and page.count("<p class=warning>") == sum(
+        score > mean_score for score in scores.values())
