@@ -90,12 +90,11 @@ def transform_set_matrices(transform_set):
 def selected_transforms(num_transforms=None, transform_set="original"):
     """(T, 3, 3) augmentation matrices of a set of TRANSFORM_SETS, entry 0 the identity: all of them, or an
     evenly spread subset of num_transforms."""
+    check_count(transform_set, num_transforms)
     size = TRANSFORM_SETS[transform_set]
     num_transforms = size if num_transforms is None else num_transforms
     if transform_set == "original":
         return ra.tta_transforms()[spread_transform_indices(num_transforms)]
-    if not 1 <= num_transforms <= size:
-        raise ValueError(f"--num-transforms must be within 1..{size} for {transform_set}, got {num_transforms}")
     return transform_set_matrices(transform_set)[np.arange(num_transforms) * size // num_transforms]
 
 
