@@ -153,10 +153,6 @@ def check_value(name, value):
         raise ValueError(f"{name} = {value!r}: {exc}") from None
 
 
-def default(name):
-    return SETTINGS[name].default_factory()
-
-
 def unknown_setting_message(name):
     """What to say about a capitalised name that is no setting."""
     if name in FORMER_SETTINGS:
