@@ -8,9 +8,9 @@
 Each step is the same script a user runs by hand on the real data. Two things differ from the recipe: the
 schedule is shortened, and the models start from the standard initialisation (--init standard) instead of the
 original's, which keeps the network at the training mean far longer than this demo trains (doc/method.md,
-"Initialisation and short runs"). Members on a pretrained backbone start from random weights unless --weights
-says otherwise, and train with minibatches of 16 (BACKBONE_BATCH_SIZE), so that a chunk divides into them; their
-stages are scaled to --num-chunks in all. Running it again reuses the dataset and the source-extraction files and resumes
+"Initialisation and short runs"); the newer members (backbones.py) keep their own start. Members that fine-tune a
+pretrained backbone need --weights (hub or a file); members whose minibatch does not divide a chunk train with
+minibatches of 16 (DEMO_BATCH_SIZE); every member's stages are scaled to --num-chunks in all. Running it again reuses the dataset and the source-extraction files and resumes
 training where it stopped.
 """
 import argparse
@@ -36,7 +36,7 @@ from galaxyzoo import paths
 
 HERE = Path(__file__).resolve().parent
 MODEL = "try_convnet_cc_multirotflip_3x69r45_maxout2048_extradense"
-BACKBONE_BATCH_SIZE = 16
+DEMO_BATCH_SIZE = 16
 
 
 def parse_args():
@@ -56,9 +56,9 @@ def parse_args():
                         help="initialisation of the trained models (train.py --init). The demo's default, standard, "
                         "leaves the training mean within the demo's few thousand images; with the recipe's original "
                         "one the network is still at the mean when the demo ends (doc/method.md)")
-    parser.add_argument("--weights", default="none",
-                        help="backbone weights of the members built on one (train.py --weights): none (random, the "
-                        "default: no download), hub, or a file")
+    parser.add_argument("--weights", default=None,
+                        help="pretrained backbone weights for the members that fine-tune one (train.py --weights): hub "
+                        "(download) or a file; those members refuse random weights")
     parser.add_argument("--models", default=MODEL,
                         help="comma-separated try_*.py models to train, average and blend (default: the best model)")
     args = parser.parse_args()
@@ -66,6 +66,10 @@ def parse_args():
     missing = [name for name in args.models if not (HERE / f"{name}.py").is_file()]
     if missing or not args.models:
         parser.error(f"no such model script: {', '.join(f'{name}.py' for name in missing) or '(none given)'}")
+    fine_tuned = [name for name in args.models if Network(name).pretrained]
+    if fine_tuned and args.weights is None:
+        parser.error(f"{', '.join(fine_tuned)} fine-tune{'s' if len(fine_tuned) == 1 else ''} pretrained weights: pass "
+                     "--weights hub or --weights PATH (or train try_resnet18_scratch, which starts from random weights)")
     return args
 
 
@@ -75,10 +79,32 @@ def uses_source_extraction(model):
     return recipe.TryFile.from_namespace(namespace).recipe.PREPROCESSING is not None  # a default when not declared
 
 
-def uses_backbone(model):
-    """Whether the try_*.py model is built on a pretrained backbone (backbones.py)."""
-    with torch.device("meta"):
-        return hasattr(checkpoints.import_try_script(model).build_model(), "load_pretrained")
+class Network:
+    """What the demo needs to know of a try_*.py model's network: pretrained (it fine-tunes pretrained backbone
+    weights), backbone (it is built on backbones.py, whose networks keep their own initialisation) and its recipe's
+    minibatch size."""
+
+    def __init__(self, model):
+        module = checkpoints.import_try_script(model)
+        with torch.device("meta"):
+            network = module.build_model()
+        self.pretrained = getattr(network, "pretrained", False)
+        self.backbone = hasattr(network, "pretrained")
+        self.batch_size = recipe.TryFile.from_namespace(vars(module)).recipe.BATCH_SIZE
+
+
+def training_options(model, args):
+    """The options that fit train.py to the demo's short schedule for this model."""
+    network = Network(model)
+    options = ["--num-chunks", str(args.num_chunks), "--chunk-size", str(args.chunk_size),
+               "--validate-every", str(args.validate_every)]
+    if not network.backbone:
+        options += ["--init", args.init]
+    if network.pretrained:
+        options += ["--weights", args.weights]
+    if args.chunk_size % network.batch_size:
+        options += ["--batch-size", str(DEMO_BATCH_SIZE)]
+    return options
 
 
 def run_step(number, title, writes, command, env):
@@ -135,9 +161,7 @@ def main():
     for letter, model in zip(letters, args.models):
         run_step(f"5{letter}", f"train {model} (short schedule)",
                  [checkpoints.checkpoint_path(model), checkpoints.submission_path(model)],
-                 [f"{model}.py", *with_root, "--num-chunks", str(args.num_chunks), "--chunk-size", str(args.chunk_size),
-                  "--validate-every", str(args.validate_every), "--init", args.init,
-                  *(["--weights", args.weights, "--batch-size", str(BACKBONE_BATCH_SIZE)] if uses_backbone(model) else [])],
+                 [f"{model}.py", *with_root, *training_options(model, args)],
                  env)
     for letter, model in zip(letters, args.models):
         run_step(f"6{letter}", f"test-time-averaged predictions of {model}",

@@ -1,12 +1,15 @@
 """ImageNet-style backbones for the newer ensemble members: a backbone is a name and a few arguments.
 
-    model = backbones.create_model("resnet50", dropout=0.1)            # random weights
+    model = backbones.create_model("resnet50", dropout=0.1)            # for pretrained weights (train.py --weights)
     record = backbones.load_weights(model, "hub")                      # or a local .safetensors / state-dict file
+    model = backbones.create_model("resnet18", pretrained=False)       # a network trained from random weights
 
-create_model() builds backbone -> pooled features -> dropout -> linear 37 -> the decision-tree output layer
-(layers.GalaxyOutput, as in the 2014 members) or a sigmoid. The ImageNet mean and standard deviation are part of
-the model, so it takes views in [0, 1] like every other member: forward(views (B, 1, 3, S, S), normalise=True)
--> (B, 37); S is any size the backbone accepts (224 and 112 for the ResNet, multiples of 14 for DINOv2).
+create_model() builds backbone -> head -> the decision-tree output layer (layers.GalaxyOutput, as in the 2014
+members) or a sigmoid. Heads: "linear" (pooled features -> dropout -> linear 37) or "fastai" (the head of the 2019
+recipe's library: average and max pooling side by side -> batch norm -> dropout p/2 -> linear 512 -> ReLU -> batch
+norm -> dropout p -> linear 37; ResNets only). The ImageNet mean and standard deviation are part of the model, so it
+takes views in [0, 1] like every other member: forward(views (B, 1, 3, S, S), normalise=True) -> (B, 37); S is any
+size the backbone accepts (112 and 224 for the ResNets, multiples of 14 for DINOv2).
 
 The backbones come from Hugging Face `transformers`, which imports and runs on the CPU build of PyTorch (torchvision,
 and timm through it, need the CUDA build to import), and whose hub holds the ImageNet weights of both.
@@ -19,15 +22,17 @@ import torch
 from torch import nn
 
 import layers
+from galaxyzoo import convnet
 from galaxyzoo import errors
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+FASTAI_HIDDEN = 512  # the 2019 recipe's head: one hidden layer of 512 units
 
 
 @dataclass(frozen=True)
 class Backbone:
-    """hub_name: the weights' repository on the Hugging Face hub; features: the pooled feature width."""
+    """hub_name: the weights' repository on the Hugging Face hub; features: the width of its last feature map."""
     hub_name: str
     features: int
     model_class: str
@@ -40,12 +45,18 @@ BACKBONES = {
     "resnet50": Backbone("microsoft/resnet-50", 2048, "ResNetModel", "ResNetConfig",
                          dict(embedding_size=64, hidden_sizes=[256, 512, 1024, 2048], depths=[3, 4, 6, 3],
                               layer_type="bottleneck")),
+    # ResNet-18 as in torchvision (11,176,512 parameters)
+    "resnet18": Backbone("microsoft/resnet-18", 512, "ResNetModel", "ResNetConfig",
+                         dict(embedding_size=64, hidden_sizes=[64, 128, 256, 512], depths=[2, 2, 2, 2],
+                              layer_type="basic")),
     # DINOv2 ViT-B/14 with 4 register tokens (86,583,552 parameters)
     "dinov2_vitb14_reg": Backbone("facebook/dinov2-with-registers-base", 768, "Dinov2WithRegistersModel",
                                   "Dinov2WithRegistersConfig",
                                   dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, patch_size=14,
                                        image_size=518, num_register_tokens=4)),
 }
+HEADS = ("linear", "fastai")
+OUTPUTS = ("tree", "sigmoid")
 
 
 def _transformers_class(name):
@@ -53,39 +64,101 @@ def _transformers_class(name):
     return getattr(transformers, name)
 
 
-class PretrainedNet(nn.Module):
+class ConcatPool(nn.Module):
+    """(B, C, H, W) -> (B, 2C): the maximum over each map, then its mean (the 2019 library's order)."""
+
+    def forward(self, maps):
+        return torch.cat([maps.amax(dim=(2, 3)), maps.mean(dim=(2, 3))], dim=1)
+
+
+class FastaiHead(nn.Module):
+    """(B, C, H, W) feature maps -> (B, 37): concat pooling -> BatchNorm1d(2C) -> dropout p/2 -> linear 512 -> ReLU
+    -> BatchNorm1d(512) -> dropout p -> linear 37. The linear layers start as the library started them: He-normal
+    weights (fan in), zero biases."""
+
+    def __init__(self, channels, dropout):
+        super().__init__()
+        self.pool = ConcatPool()
+        self.norm1, self.drop1 = nn.BatchNorm1d(2 * channels), nn.Dropout(dropout / 2)
+        self.hidden = nn.Linear(2 * channels, FASTAI_HIDDEN)
+        self.norm2, self.drop2 = nn.BatchNorm1d(FASTAI_HIDDEN), nn.Dropout(dropout)
+        self.out = nn.Linear(FASTAI_HIDDEN, 37)
+        for linear in (self.hidden, self.out):
+            nn.init.kaiming_normal_(linear.weight)
+            nn.init.zeros_(linear.bias)
+
+    def forward(self, maps):
+        hidden = torch.relu(self.hidden(self.drop1(self.norm1(self.pool(maps)))))
+        return self.out(self.drop2(self.norm2(hidden)))
+
+    def set_dropout(self, p):
+        self.drop1.p, self.drop2.p = p / 2, p
+
+
+class LinearHead(nn.Module):
+    """(B, C, H, W) feature maps, or (B, C) pooled features -> (B, 37): average pooling -> dropout -> linear 37.
+    alive_start: the linear layer starts with zero weights and the 2014 output layer's biases (0.1), so that the
+    decision-tree layer starts at equal answers to every question, each positive and receiving gradients; else
+    PyTorch's default start, under which about half of the answers start at exactly zero, where its ReLU passes no
+    gradient."""
+
+    def __init__(self, channels, dropout, alive_start=False):
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.out = nn.Linear(channels, 37)
+        if alive_start:
+            with torch.no_grad():
+                self.out.weight.zero_()
+                self.out.bias.fill_(convnet.OUTPUT_INIT[1])
+
+    def forward(self, features):
+        if features.dim() == 4:
+            features = features.mean(dim=(2, 3))
+        return self.out(self.dropout(features))
+
+    def set_dropout(self, p):
+        self.dropout.p = p
+
+
+class BackboneNet(nn.Module):
     """forward(views (B, 1, 3, S, S) in [0, 1], normalise=True) -> (B, 37).
 
-    output "tree": linear 37 -> layers.GalaxyOutput (normalise as in the 2014 members); "sigmoid": linear 37 ->
+    pretrained: the recipe starts from pretrained backbone weights (train.py's --weights puts them in) or, False, from
+    random weights. output "tree": head -> layers.GalaxyOutput (normalise as in the 2014 members); "sigmoid": head ->
     sigmoid (normalise is ignored)."""
 
-    def __init__(self, name, dropout=0.0, output="tree"):
+    def __init__(self, name, dropout=0.0, output="tree", head="linear", pretrained=True):
         super().__init__()
         if name not in BACKBONES:
             raise ValueError(f"unknown backbone {name!r}; known: {', '.join(sorted(BACKBONES))}")
-        if output not in ("tree", "sigmoid"):
-            raise ValueError(f"output must be 'tree' or 'sigmoid', got {output!r}")
+        if output not in OUTPUTS or head not in HEADS:
+            raise ValueError(f"output must be one of {OUTPUTS} and head one of {HEADS}, got {output!r}, {head!r}")
         spec = BACKBONES[name]
-        self.name = name
+        if head == "fastai" and spec.model_class != "ResNetModel":
+            raise ValueError(f"the fastai head pools a ResNet's feature maps; {name} has none")
+        self.name, self.pretrained = name, pretrained
         self.backbone = _transformers_class(spec.model_class)(_transformers_class(spec.config_class)(**spec.config))
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
-        self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(spec.features, 37)
+        self.head = (FastaiHead(spec.features, dropout) if head == "fastai"
+                     else LinearHead(spec.features, dropout, alive_start=output == "tree"))
         self.output_kind = output
         self.output = layers.GalaxyOutput()
+        self.register_load_state_dict_pre_hook(_rename_former_linear_head)
 
     def forward(self, views, normalise=True):
         images = (views[:, 0] - self.mean) / self.std
-        features = self.backbone(pixel_values=images).pooler_output.flatten(1)
-        z = self.head(self.dropout(features))
+        out = self.backbone(pixel_values=images)
+        # a ResNet's last feature map, or a transformer's pooled token
+        features = out.last_hidden_state if self.backbone.config.model_type == "resnet" else out.pooler_output
+        z = self.head(features)
         if self.output_kind == "sigmoid":
             return torch.sigmoid(z)
         return self.output(z, normalise=normalise)
 
     def set_dropout(self, p):
-        """stages.StagedModel: the dropout before the head."""
-        self.dropout.p = p
+        """stages.StagedModel: the head's dropout (the fastai head: p/2 before its hidden layer, p after)."""
+        self.head.set_dropout(p)
 
     def check_input(self, views):
         """stages.StagedModel: one square view of any size."""
@@ -100,7 +173,7 @@ class PretrainedNet(nn.Module):
         """stages.StagedModel: the parameters in three lists, earliest first: the first half of
         the backbone's blocks (with its stem), the second half (with its last norm), the head."""
         backbone = self.backbone
-        if self.name == "resnet50":
+        if backbone.config.model_type == "resnet":
             early, late = [backbone.embedder, *backbone.encoder.stages[:2]], list(backbone.encoder.stages[2:])
         else:
             half = len(backbone.encoder.layer) // 2
@@ -109,14 +182,23 @@ class PretrainedNet(nn.Module):
         return [[p for module in modules for p in module.parameters()] for modules in (early, late, [self.head])]
 
 
-def create_model(name, dropout=0.0, output="tree"):
-    """A PretrainedNet with random weights (load_weights puts the pretrained ones in)."""
-    return PretrainedNet(name, dropout, output)
+def _rename_former_linear_head(module, state, prefix, *args):
+    """Checkpoints made before the heads were modules of their own name the linear head's tensors head.weight and
+    head.bias; they are head.out's now."""
+    if isinstance(module.head, LinearHead):
+        for name in ("weight", "bias"):
+            if prefix + "head." + name in state:
+                state[prefix + "head.out." + name] = state.pop(prefix + "head." + name)
+
+
+def create_model(name, dropout=0.0, output="tree", head="linear", pretrained=True):
+    """A BackboneNet with random weights; for a pretrained recipe, load_weights puts the pretrained ones in."""
+    return BackboneNet(name, dropout, output, head, pretrained)
 
 
 def _backbone_state(state, backbone):
     """The backbone's entries of a state dict saved from the backbone itself, from a model built around it
-    (keys prefixed with the library's base-model prefix, e.g. 'resnet.'), or from a PretrainedNet ('backbone.')."""
+    (keys prefixed with the library's base-model prefix, e.g. 'resnet.'), or from a BackboneNet ('backbone.')."""
     expected = backbone.state_dict().keys()
     for prefix in ("", "backbone.", backbone.base_model_prefix + "."):
         picked = {key[len(prefix):]: value for key, value in state.items() if key.startswith(prefix)}

@@ -16,8 +16,12 @@ or, for a member trained in stages as the 2019 recipe was,
 Each stage sets, for its chunks (one pass over the training images each when CHUNK_SIZE is "epoch"), which
 parameters train, the input, the head's dropout and the learning rate of every minibatch from its schedule. A
 stage starts a new optimiser (fresh moments, as each `fit` call of the 2019 recipe's library did) unless it says
-restart=False. A learning rate (low, high) is spread geometrically over the model's layer groups: discriminative
-rates. The model side of this is the protocol `StagedModel` below.
+restart=False. A stage's lr is one rate for every trained parameter, or, as the 2019 recipe's library wrote it,
+slice(low, high): rates spread geometrically from the earliest layer group to the head (discriminative rates), or
+slice(high): high / 10 for every group but the head, which gets high. A stage that trains only the head keeps the
+batch-norm layers of the frozen groups training (their scale and shift, and their running statistics), as that
+library's freeze does. A one-cycle stage also cycles the optimiser's momentum (Adam's beta1) against the rate. The
+model side of this is the protocol `StagedModel` below.
 """
 import math
 from dataclasses import asdict, dataclass, fields
@@ -30,11 +34,13 @@ SCHEDULES = ("constant", "one_cycle", "cosine")
 ONE_CYCLE_WARMUP = 0.3  # share of the steps rising to the peak (fastai 1's fit_one_cycle)
 ONE_CYCLE_START_DIVISOR = 25.0  # the cycle starts at lr / 25 ...
 ONE_CYCLE_END_DIVISOR = 25.0 * 1e4  # ... and ends at lr / 250,000
+ONE_CYCLE_MOMENTUM = (0.95, 0.85)  # momentum (Adam's beta1) falls from the first to the second while the rate rises
+BODY_RATE_DIVISOR = 10.0  # slice(high): every group but the head trains at high / 10
 
 
 class StagedModel(Protocol):
     """What the stages need of a network; the 2014 convnet (convnet.GalaxyConvNet) and the pretrained backbones
-    (backbones.PretrainedNet) implement it."""
+    (backbones.BackboneNet) implement it."""
 
     def layer_groups(self):
         """The trainable parameters in lists, earliest layers first; the last list is the head (what a stage with
@@ -79,7 +85,8 @@ OPTIMIZERS = {"nesterov": NesterovMomentum, "adam": torch.optim.Adam, "adamw": t
 
 @dataclass(frozen=True)
 class Stage:
-    """chunks: chunks in the stage; lr: peak learning rate, or (low, high) across layer groups; schedule: one of
+    """chunks: chunks in the stage; lr: peak learning rate, or a pair across layer groups: (low, high) for
+    slice(low, high), (None, high) for slice(high) (parse turns the try file's slices into these); schedule: one of
     SCHEDULES; warmup: share of the stage's steps with a linear warm-up (cosine); train: "all" or "head" (the
     other layer groups frozen); input: the stage's INPUT declaration (None: the recipe's); dropout: the head's
     dropout from this stage on (None: as it was); restart: a new optimiser at the stage's start (False: the
@@ -103,8 +110,10 @@ def check_stage(stage):
     rates = lr if isinstance(lr, (list, tuple)) else (lr,)
     if isinstance(lr, (list, tuple)) and len(lr) != 2:
         raise ValueError(f"lr (low, high) needs two rates, got {lr!r}")
+    if isinstance(lr, (list, tuple)) and lr[0] is None:
+        rates = rates[1:]  # slice(high)
     if not all(isinstance(rate, (int, float)) and not isinstance(rate, bool) and rate > 0 for rate in rates):
-        raise ValueError(f"lr must be a positive number or (low, high), got {lr!r}")
+        raise ValueError(f"lr must be a positive number, slice(low, high) or slice(high), got {lr!r}")
     if not isinstance(stage.chunks, int) or isinstance(stage.chunks, bool) or stage.chunks < 1:
         raise ValueError(f"chunks must be an integer of at least 1, got {stage.chunks!r}")
     if stage.schedule not in SCHEDULES:
@@ -132,7 +141,12 @@ def parse(stages, recipe_input):
         if unknown or "chunks" not in stage or "lr" not in stage:
             raise ValueError(f"STAGES[{number}]: needs chunks and lr, may have {', '.join(STAGE_FIELDS)}; got "
                              f"{', '.join(sorted(stage))}")
-        stage = Stage(**{**stage, "input": stage.get("input") or recipe_input})
+        lr = stage.get("lr")
+        if isinstance(lr, slice):
+            if lr.step is not None:
+                raise ValueError(f"STAGES[{number}]: lr {lr!r}: a slice of rates takes no step")
+            lr = (lr.start, lr.stop)
+        stage = Stage(**{**stage, "lr": lr, "input": stage.get("input") or recipe_input})
         try:
             check_stage(stage)
         except ValueError as exc:
@@ -174,9 +188,23 @@ def stage_at(stages, chunk):
     return int(np.searchsorted(first_chunks(stages)[1:], chunk, side="right"))
 
 
+def _anneal_cos(start, end, fraction):
+    """Cosine from start (fraction 0) to end (fraction 1)."""
+    return end + (start - end) / 2 * (1 + math.cos(math.pi * fraction))
+
+
+def _one_cycle_position(step, num_steps):
+    """(phase, fraction) of step `step` of num_steps in a one-cycle schedule, placed as fastai 1's OneCycleScheduler
+    places it: the first int(0.3 * num_steps) steps rise (phase 0), from fraction 0 at step 0; the step after them
+    is the peak, from where the rest fall (phase 1) to fraction (n - 1) / n of the way at the last step."""
+    rising = int(num_steps * ONE_CYCLE_WARMUP)
+    if step < rising:
+        return 0, step / rising
+    return 1, (step - rising) / max(num_steps - rising, 1)
+
+
 def lr_factor(stage, step, num_steps):
     """The learning rate of step `step` (0-based) of num_steps in the stage, as a multiple of the stage's lr."""
-    t = step / max(num_steps - 1, 1)
     if stage.schedule == "constant":
         return 1.0
     if stage.schedule == "cosine":
@@ -185,10 +213,20 @@ def lr_factor(stage, step, num_steps):
             return (step + 1) / warmup_steps
         t = (step - warmup_steps) / max(num_steps - warmup_steps - 1, 1)
         return 0.5 * (1 + math.cos(math.pi * t))
-    low, end = 1 / ONE_CYCLE_START_DIVISOR, 1 / ONE_CYCLE_END_DIVISOR
-    if t < ONE_CYCLE_WARMUP:
-        return low + (1 - low) * 0.5 * (1 - math.cos(math.pi * t / ONE_CYCLE_WARMUP))
-    return end + (1 - end) * 0.5 * (1 + math.cos(math.pi * (t - ONE_CYCLE_WARMUP) / (1 - ONE_CYCLE_WARMUP)))
+    phase, fraction = _one_cycle_position(step, num_steps)
+    if phase == 0:
+        return _anneal_cos(1 / ONE_CYCLE_START_DIVISOR, 1.0, fraction)
+    return _anneal_cos(1.0, 1 / ONE_CYCLE_END_DIVISOR, fraction)
+
+
+def momentum_at(stage, step, num_steps):
+    """The optimiser's momentum (Adam's beta1) at step `step` of a one-cycle stage, which cycles it against the rate
+    (ONE_CYCLE_MOMENTUM there and back); None for the other schedules, which leave it as the optimiser has it."""
+    if stage.schedule != "one_cycle":
+        return None
+    high, low = ONE_CYCLE_MOMENTUM
+    phase, fraction = _one_cycle_position(step, num_steps)
+    return _anneal_cos(high, low, fraction) if phase == 0 else _anneal_cos(low, high, fraction)
 
 
 def layer_groups(model):
@@ -196,12 +234,21 @@ def layer_groups(model):
     return model.layer_groups() if hasattr(model, "layer_groups") else [list(model.parameters())]
 
 
+def batch_norm_parameters(model):
+    """The ids of the parameters of model's batch-norm layers."""
+    return {id(p) for module in model.modules() if isinstance(module, torch.nn.modules.batchnorm._BatchNorm)
+            for p in module.parameters()}
+
+
 def enter(model, stage):
-    """Freeze every layer group but the head, or none, and set the head's dropout, as the stage says."""
+    """Freeze every layer group but the head, or none, and set the head's dropout, as the stage says. A frozen
+    group's batch-norm layers keep training: fitted to the images of this task, not to those the weights were
+    trained on (the 2019 recipe's library does the same; its option train_bn)."""
     *body, head = layer_groups(model)
+    keep_training = batch_norm_parameters(model)
     for group in body:
         for parameter in group:
-            parameter.requires_grad_(stage.train == "all")
+            parameter.requires_grad_(stage.train == "all" or id(parameter) in keep_training)
     for parameter in head:
         parameter.requires_grad_(True)
     if stage.dropout is not None:
@@ -209,11 +256,16 @@ def enter(model, stage):
 
 
 def peak_rates(model, stage):
-    """(parameters, peak learning rate) per group the optimiser gets: one per layer group when the stage's lr is
-    (low, high), spread geometrically; else one group of every parameter. Frozen parameters are left out."""
+    """(parameters, peak learning rate) per group the optimiser gets: one per layer group when the stage's lr is a
+    pair: (low, high) spread geometrically from the first group to the head, (None, high) high / 10 for all but the
+    head; else one group of every parameter. Frozen parameters are left out."""
     if isinstance(stage.lr, (list, tuple)):
         groups = layer_groups(model)
-        peaks = np.geomspace(stage.lr[0], stage.lr[1], len(groups))
+        low, high = stage.lr
+        if low is None:
+            peaks = [high / BODY_RATE_DIVISOR] * (len(groups) - 1) + [high]
+        else:
+            peaks = np.geomspace(low, high, len(groups))
         groups = [([p for p in group if p.requires_grad], float(peak)) for group, peak in zip(groups, peaks)]
     else:
         groups = [([p for p in model.parameters() if p.requires_grad], float(stage.lr))]
@@ -252,6 +304,12 @@ def check_optimizer(optimizer):
         raise ValueError(f"{optimizer!r}: {exc}") from None
 
 
-def set_lr(optimizer, factor):
+def set_lr(optimizer, factor, momentum=None):
+    """Every group's rate to its peak times factor; and its momentum (Adam's beta1) to momentum unless None."""
     for group in optimizer.param_groups:
         group["lr"] = group["peak_lr"] * factor
+        if momentum is not None:
+            if "betas" in group:
+                group["betas"] = (momentum, group["betas"][1])
+            else:
+                group["momentum"] = momentum

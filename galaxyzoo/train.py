@@ -101,9 +101,9 @@ def parse_args(try_file, argv=None):
                         f"images where the original's was still at it after the demo's 12,000: for short CPU runs "
                         f"(recipe: {recipe_.INIT})")
     parser.add_argument("--weights", default=None,
-                        help="pretrained backbone weights, for recipes built on one (backbones.py): hub (download "
-                        "from the Hugging Face hub), a .safetensors or state-dict file, or none (random weights: not "
-                        "the recipe). Read at the start of a run, not when resuming")
+                        help="pretrained backbone weights, for recipes that fine-tune one (backbones.py): hub "
+                        "(download from the Hugging Face hub) or a .safetensors or state-dict file. Read at the start "
+                        "of a run, not when resuming")
     precision.add_precision_arguments(parser)
     runner.add_options(parser, "root")
     args = parser.parse_args(argv)
@@ -237,6 +237,7 @@ def main(namespace, argv=None):
             return
         runner.apply_root(args)
         paths.check_root()
+        check_weights_option(try_file, args)
         run(try_file, args, ranks)
 
     def stopped_at_once():
@@ -305,8 +306,9 @@ def train_model(try_file, args, ranks):
     trainer = Trainer(model_name, try_file.path, model, config, args, device, ranks)
     if trainer.checkpoint_path.exists() and not args.fresh:
         trainer.resume()
-    elif hasattr(model, "load_pretrained"):
-        trainer.weights = pretrained_weights(model, args.weights)
+    elif getattr(model, "pretrained", False):
+        trainer.weights = model.load_pretrained(args.weights)
+        log(f"backbone weights: {trainer.weights['source']} (fingerprint {trainer.weights['sha256']})")
     if ranks.is_main:
         check_room(model, config, len(valid_ids), len(load_data.load_ids("test")))
 
@@ -362,19 +364,41 @@ def check_room(model, config, num_valid, num_test):
                                * SUBMISSION_BYTES_PER_VALUE, "the test-set submission")
 
 
-def pretrained_weights(model, weights):
-    """Load the backbone weights the --weights option names into model; returns the record the checkpoint keeps
-    (None for random weights)."""
-    if weights is None:
-        raise errors.DataError(f"this recipe starts from pretrained {model.name} weights: pass --weights hub "
-                                  f"(download), --weights PATH (a local file), or --weights none (random weights, "
-                                  f"not the recipe)")
-    if weights == "none":
-        log("backbone: random weights (--weights none), not the recipe's pretrained ones")
-        return None
-    record = model.load_pretrained(weights)
-    log(f"backbone weights: {record['source']} (fingerprint {record['sha256']})")
-    return record
+def check_weights_option(try_file, args):
+    """SettingError, before any data is read, when --weights does not fit the recipe: a recipe that fine-tunes a
+    pretrained backbone (its network's `pretrained`) needs hub or a file to start from, and refuses random weights;
+    one that trains from random weights takes none."""
+    with torch.device("meta"):  # built without memory or time, for its attributes
+        model = try_file.build_model()
+    weights = args.weights
+    resuming = checkpoints.checkpoint_path(try_file.name).exists() and not args.fresh
+    if not getattr(model, "pretrained", False):
+        if weights is not None:
+            raise errors.SettingError(f"--weights {weights}: this recipe trains its network from random weights; "
+                                      "--weights is for the recipes that fine-tune a pretrained backbone")
+        return
+    if weights is None and not resuming:
+        raise errors.SettingError(f"this recipe fine-tunes pretrained {model.name} weights: pass --weights hub "
+                                  "(download) or --weights PATH (a local file)")
+    if weights is not None and weights.lower() in ("none", "random"):
+        raise errors.SettingError(f"--weights {weights}: {from_random_weights_problem(run_config(try_file, args))}. Pass --weights hub or "
+                                  "--weights PATH, or train try_resnet18_scratch.py, a residual network with a recipe "
+                                  "for random weights")
+
+
+def from_random_weights_problem(config):
+    """Why a fine-tuning recipe does not learn from random weights, from its stages."""
+    problems = []
+    head_only = [str(number + 1) for number, stage in enumerate(config["STAGES"]) if stage["train"] == "head"]
+    if head_only:
+        problems.append(f"stage{'s' if len(head_only) > 1 else ''} {', '.join(head_only)} train{'' if len(head_only) > 1 else 's'} "
+                        "only the head over a frozen backbone, which from random weights gives random features")
+    rates = [rate for stage in config["STAGES"]
+             for rate in (stage["lr"] if isinstance(stage["lr"], (list, tuple)) else [stage["lr"]]) if rate is not None]
+    problems.append(f"its rates ({min(rates):g} to {max(rates):g}) and its "
+                    f"{sum(stage['chunks'] for stage in config['STAGES'])} chunks are sized to adjust weights that "
+                    "already see images")
+    return "this recipe is made to fine-tune pretrained weights, not to train from random ones: " + "; ".join(problems)
 
 
 class Trainer:
@@ -420,8 +444,8 @@ class Trainer:
         if index != self.stage_index:
             self.enter_stage(index)
         stage, first = self.stages[index], stages.first_chunks(self.stages)[index]
-        step = (chunk - first) * batches_per_chunk + batch
-        stages.set_lr(self.optimizer, stages.lr_factor(stage, step, stage.chunks * batches_per_chunk))
+        step, num_steps = (chunk - first) * batches_per_chunk + batch, stage.chunks * batches_per_chunk
+        stages.set_lr(self.optimizer, stages.lr_factor(stage, step, num_steps), stages.momentum_at(stage, step, num_steps))
         return self.optimizer.param_groups[-1]["lr"]
 
     def finished(self):

@@ -58,7 +58,7 @@ def test_sigmoid_head():
 @pytest.mark.parametrize("layout", ["backbone.safetensors", "prefixed.safetensors", "model.pt"])
 def test_weights_file_round_trip(resnet, tmp_path, layout):
     """A randomly initialised backbone saved the ways weights come (the backbone alone, inside a model that
-    prefixes its keys as the hub's classification models do, a whole PretrainedNet's state dict) loads back
+    prefixes its keys as the hub's classification models do, a whole BackboneNet's state dict) loads back
     equal, and the record names the file and the weights' fingerprint."""
     state = {key: value.clone() for key, value in resnet.backbone.state_dict().items()}
     path = tmp_path / layout

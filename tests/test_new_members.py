@@ -1,7 +1,7 @@
 """The members built on pretrained backbones (try_resnet50_fastai, try_resnet50_imagenet, try_dinov2_vitb14) at
 tiny size: each trains through all its stages, predicts with test-time averaging, and blends beside a 2014
-member, with the same scripts as the 2014 members. The backbones start from random weights here (no network):
-from a file for the fastai recipe (the --weights PATH path), with --weights none for the others."""
+member, with the same scripts as the 2014 members. The backbones start from random weights here (no network),
+saved to a file and passed as --weights PATH; the recipes refuse random weights asked for as such."""
 import numpy as np
 import pytest
 import torch
@@ -35,6 +35,14 @@ def predict(name, root):
     return records.load_gz(paths.augmented_predictions_path(name, "valid"))
 
 
+def random_weights_file(name, folder):
+    """A file holding a randomly initialised backbone, as --weights PATH takes one."""
+    torch.manual_seed(7)
+    path = folder / f"{name}.safetensors"
+    save_file(backbones.create_model(name).backbone.state_dict(), str(path))
+    return path
+
+
 @pytest.fixture
 def root(isolated):
     return make_tiny_root(isolated / "root", num_train=12, num_test=2)
@@ -42,9 +50,7 @@ def root(isolated):
 
 @pytest.mark.slow
 def test_fastai_recipe_from_a_weights_file_trains_predicts_and_blends(root, tmp_path, capsys):
-    torch.manual_seed(7)
-    weights = tmp_path / "resnet50.safetensors"
-    save_file(backbones.create_model("resnet50").backbone.state_dict(), str(weights))
+    weights = random_weights_file("resnet50", tmp_path)
     state = train_member("try_resnet50_fastai", root, "--num-chunks", "8", "--weights", str(weights))
     chunks = [stage["chunks"] for stage in state["config"]["STAGES"]]  # scaled to 8 in all, each >= 1
     assert len(chunks) == 8 and min(chunks) == 1 and len(state["losses_train"]) == sum(chunks) == 8
@@ -60,10 +66,12 @@ def test_fastai_recipe_from_a_weights_file_trains_predicts_and_blends(root, tmp_
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["try_resnet50_imagenet", "try_dinov2_vitb14"])
-def test_single_stage_members_train_and_predict(root, name):
-    state = train_member(name, root, "--num-chunks", "1", "--weights", "none")
-    assert state["weights"] is None and len(state["losses_train"]) == 1
+@pytest.mark.parametrize("name, backbone", [("try_resnet50_imagenet", "resnet50"),
+                                            ("try_dinov2_vitb14", "dinov2_vitb14_reg")])
+def test_single_stage_members_train_and_predict(root, tmp_path, name, backbone):
+    weights = random_weights_file(backbone, tmp_path)
+    state = train_member(name, root, "--num-chunks", "1", "--weights", str(weights))
+    assert state["weights"]["source"] == str(weights.resolve()) and len(state["losses_train"]) == 1
     averaged = predict(name, root)
     assert averaged.shape == (len(load_data.labelled_split().valid_ids), decision_tree.NUM_OUTPUTS)
     assert np.isfinite(averaged).all()
@@ -74,3 +82,25 @@ def test_a_pretrained_recipe_without_weights_says_what_to_pass(root, capsys):
         train_member("try_resnet50_imagenet", root, "--num-chunks", "1")
     assert exit_info.value.code == 1
     assert "--weights hub" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["try_resnet50_fastai", "try_resnet50_imagenet", "try_dinov2_vitb14"])
+def test_fine_tuning_recipes_refuse_random_weights_before_reading_data(isolated, name, capsys):
+    """The root has no data at all: the refusal comes first, says why and what to run instead, and writes nothing."""
+    root = isolated / "empty_root"
+    (root / "data").mkdir(parents=True)
+    with pytest.raises(SystemExit) as exit_info:
+        train_member(name, root, "--weights", "none")
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 1 and "Traceback" not in err
+    assert "made to fine-tune pretrained weights" in err and "try_resnet18_scratch.py" in err
+    assert ("only the head over a frozen backbone" in err) == (name == "try_resnet50_fastai")
+    assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*")) == ["data"]
+
+
+def test_a_from_scratch_recipe_refuses_weights(isolated, capsys):
+    root = isolated / "empty_root"
+    (root / "data").mkdir(parents=True)
+    with pytest.raises(SystemExit) as exit_info:
+        train_member("try_resnet18_scratch", root, "--weights", "hub")
+    assert exit_info.value.code == 1 and "trains its network from random weights" in capsys.readouterr().err
