@@ -28,7 +28,6 @@ import blend_predictions
 from galaxyzoo import checkpoints
 import convert_npy_to_csv
 import make_report
-import predict_augmented_npy
 import score_predictions
 from galaxyzoo import recipe
 from galaxyzoo import source_params

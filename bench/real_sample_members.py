@@ -125,7 +125,7 @@ def main(argv=None):
                          submission.rmse(cross_fitted(stack, labels, per_column), labels), None))
     print(f"\n{len(split.train_ids)} training and {len(labels)} validation images; predicting the training mean: "
           f"validation RMSE {mean:.4f} (0.9 of it: {0.9 * mean:.4f})")
-    print(f"| | validation RMSE | / training mean | chunks x images | training time |\n| --- | ---: | ---: | ---: | ---: |")
+    print("| | validation RMSE | / training mean | chunks x images | training time |\n| --- | ---: | ---: | ---: | ---: |")
     for name, rmse, run in rows:
         detail = f"{run[0]} x {run[1]} | {run[2] / 60:.1f} min" if run else " | "
         print(f"| {name} | {rmse:.4f} | {rmse / mean:.3f} | {detail} |")

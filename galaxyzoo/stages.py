@@ -196,7 +196,7 @@ def _anneal_cos(start, end, fraction):
 def _one_cycle_position(step, num_steps):
     """(phase, fraction) of step `step` of num_steps in a one-cycle schedule, placed as fastai 1's OneCycleScheduler
     places it: the first int(0.3 * num_steps) steps rise (phase 0), from fraction 0 at step 0; the step after them
-    is the peak, from where the rest fall (phase 1) to fraction (n - 1) / n of the way at the last step."""
+    is the peak, from where the remaining m steps fall (phase 1), the last of them (m - 1) / m of the way down."""
     rising = int(num_steps * ONE_CYCLE_WARMUP)
     if step < rising:
         return 0, step / rising

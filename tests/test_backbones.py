@@ -21,7 +21,8 @@ def count(module):
 
 
 def test_backbone_sizes_are_the_published_ones(resnet):
-    assert count(resnet.backbone) == 23_508_032
+    assert count(resnet.backbone) == 23_508_032  # torchvision's 25,557,032 less the 2,049,000 of its classifier
+    assert count(backbones.create_model("resnet18", pretrained=False).backbone) == 11_176_512  # 11,689,512 - 513,000
     assert count(backbones.create_model("dinov2_vitb14_reg").backbone) == 86_583_552
 
 

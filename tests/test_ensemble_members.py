@@ -30,6 +30,8 @@ TRAINED_MEMBERS = {
 MAIN_BLOCK = 'if __name__ == "__main__":\n    train.main(globals())\n'
 
 torch.set_num_threads(2)
+RESNET50_BACKBONE = 25_557_032 - (2048 * 1000 + 1000)  # torchvision's published count, less its classifier
+RESNET18_BACKBONE = 11_689_512 - (512 * 1000 + 1000)
 
 
 def conv_params(in_channels, out_channels, kernel, out_size):
@@ -53,6 +55,11 @@ def hand_counts():
         MEMBER.format("shareddense"): convs + linear_params(128 * 4, 512) + linear_params(16 * 256, 4096) + output_2048,
         MEMBER.format("bigger"): convs_192 + linear_params(16 * 192 * 4, 4096)
         + linear_params(4096, decision_tree.NUM_OUTPUTS),
+        # torchvision's ResNet-50 and ResNet-18 without their ImageNet classifiers (tests/test_backbones.py), then the heads:
+        # fastai's two batch norms (scale and shift each) and two linear layers; one linear layer
+        "try_resnet50_fastai": RESNET50_BACKBONE + 2 * 4096 + linear_params(4096, 512) + 2 * 512
+        + linear_params(512, decision_tree.NUM_OUTPUTS),
+        "try_resnet18_scratch": RESNET18_BACKBONE + linear_params(512, decision_tree.NUM_OUTPUTS),
     }
 
 

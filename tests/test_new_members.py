@@ -2,6 +2,8 @@
 tiny size: each trains through all its stages, predicts with test-time averaging, and blends beside a 2014
 member, with the same scripts as the 2014 members. The backbones start from random weights here (no network),
 saved to a file and passed as --weights PATH; the recipes refuse random weights asked for as such."""
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -104,3 +106,31 @@ def test_a_from_scratch_recipe_refuses_weights(isolated, capsys):
     with pytest.raises(SystemExit) as exit_info:
         train_member("try_resnet18_scratch", root, "--weights", "hub")
     assert exit_info.value.code == 1 and "trains its network from random weights" in capsys.readouterr().err
+
+
+def test_the_demo_asks_for_weights_and_fits_each_member_s_options(monkeypatch, capsys):
+    import demo
+    monkeypatch.setattr(sys, "argv", ["demo.py", "--models", "try_resnet50_fastai,try_resnet18_scratch"])
+    with pytest.raises(SystemExit) as exit_info:
+        demo.parse_args()
+    assert exit_info.value.code == 2
+    assert "try_resnet50_fastai fine-tunes pretrained weights: pass --weights hub" in capsys.readouterr().err
+    monkeypatch.setattr(sys, "argv", ["demo.py", "--models", f"try_resnet18_scratch,try_p4m_gcnn72,{BEST}"])
+    args = demo.parse_args()
+    options = {model: " ".join(demo.training_options(model, args)) for model in args.models}
+    short = "--num-chunks 12 --chunk-size 992 --validate-every 4"
+    assert options["try_resnet18_scratch"] == f"{short} --batch-size 16"  # 64 does not divide 992; own start kept
+    assert options["try_p4m_gcnn72"] == f"{short} --init standard"  # 32 divides 992
+    assert options[BEST] == f"{short} --init standard"
+    monkeypatch.setattr(sys, "argv", ["demo.py", "--models", "try_resnet50_fastai", "--weights", "w.safetensors"])
+    assert demo.training_options("try_resnet50_fastai", demo.parse_args()).count("--weights") == 1
+
+
+@pytest.mark.slow
+def test_the_residual_member_from_random_weights_trains_and_predicts(root):
+    state = train_member("try_resnet18_scratch", root, "--num-chunks", "2", "--validate-every", "1")
+    assert state["weights"] is None and len(state["losses_train"]) == 2 and np.isfinite(state["valid_rmse"])
+    assert state["config"]["INPUT"] == (112, 224) and state["config"]["OPTIMIZER"]["name"] == "adamw"
+    averaged = predict("try_resnet18_scratch", root)
+    assert averaged.shape == (len(load_data.labelled_split().valid_ids), decision_tree.NUM_OUTPUTS)
+    assert np.isfinite(averaged).all()
