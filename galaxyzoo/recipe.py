@@ -16,7 +16,8 @@ nearest known name. `python try_X.py --show-recipe` prints the effective recipe 
     INIT                "original" (the recipe's initialisation) or "standard" (He / PyTorch default scaling)
     SEED                seed of initialisation, data and dropout
     OPTIMIZER           dict(name=..., arguments): "nesterov" (the original's form), "adam", "adamw"
-    STAGES              the schedule: a list of stages (stages.py), each with its chunks and learning rate
+    STAGES              the schedule: a list of stages (stages.py), each with its chunks and learning rate (a
+                        number, or slice(low, high) / slice(high) across layer groups)
 """
 import ast
 import copy
