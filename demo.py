@@ -10,8 +10,8 @@ schedule is shortened, and the models start from the standard initialisation (--
 original's, which keeps the network at the training mean far longer than this demo trains (doc/method.md,
 "Initialisation and short runs"); the newer members (backbones.py) keep their own start. Members that fine-tune a
 pretrained backbone need --weights (hub or a file); members whose minibatch does not divide a chunk train with
-minibatches of 16 (DEMO_BATCH_SIZE); every member's stages are scaled to --num-chunks in all. Running it again reuses the dataset and the source-extraction files and resumes
-training where it stopped.
+minibatches of 16 (DEMO_BATCH_SIZE); every member's stages are scaled to --num-chunks in all. Running it again
+reuses the dataset and the source-extraction files and resumes training where it stopped.
 """
 import argparse
 import atexit
@@ -68,7 +68,8 @@ def parse_args():
     fine_tuned = [name for name in args.models if Network(name).pretrained]
     if fine_tuned and args.weights is None:
         parser.error(f"{', '.join(fine_tuned)} fine-tune{'s' if len(fine_tuned) == 1 else ''} pretrained weights: pass "
-                     "--weights hub or --weights PATH (or train try_resnet18_scratch, which starts from random weights)")
+                     "--weights hub or --weights PATH (or train try_resnet18_scratch, which starts from random "
+                     "weights)")
     return args
 
 

@@ -1,8 +1,9 @@
 """Why the fastai recipe does not learn from random weights: its first stage (the head alone over a frozen ResNet-50,
 Adam one-cycle, minibatches of 64, the centre 224 square squished to 112 px) run on the real sample's labelled
-images from a randomly initialised backbone, with the member's former head (linear 37 at PyTorch's default start) and
-the library's head, at the recipe's rate and lower ones. Prints per epoch the training RMSE and the share of outputs that are exactly zero (answers the
-decision-tree layer's ReLU has cut off), and the validation RMSE beside predicting the training mean and zeros.
+images from a randomly initialised backbone, with the member's former head (linear 37 at PyTorch's default start)
+and the library's head, at the recipe's rate and lower ones. Prints per epoch the training RMSE and the share of
+outputs that are exactly zero (answers the decision-tree layer's ReLU has cut off), and the validation RMSE beside
+predicting the training mean and zeros.
 
     python bench/probe_random_backbone.py              # about 2 minutes on 2 cores
 

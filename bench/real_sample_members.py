@@ -115,7 +115,8 @@ def main(argv=None):
     labels = split.valid_labels.astype(np.float64)
     mean = submission.rmse(np.broadcast_to(split.train_labels.mean(axis=0), labels.shape), labels)
     stack = np.stack([records.load_gz(paths.augmented_predictions_path(member, "valid")) for member in members])
-    rows = [(member, submission.rmse(predictions, labels), trained[member]) for member, predictions in zip(members, stack)]
+    rows = [(member, submission.rmse(predictions, labels), trained[member])
+            for member, predictions in zip(members, stack)]
     if len(members) > 1:
         rows.append(("uniform blend", submission.rmse(stack.mean(axis=0), labels), None))
         for name, per_column in (("one weight per model", False), ("one weight per model per column", True)):
@@ -125,7 +126,8 @@ def main(argv=None):
                          submission.rmse(cross_fitted(stack, labels, per_column), labels), None))
     print(f"\n{len(split.train_ids)} training and {len(labels)} validation images; predicting the training mean: "
           f"validation RMSE {mean:.4f} (0.9 of it: {0.9 * mean:.4f})")
-    print("| | validation RMSE | / training mean | chunks x images | training time |\n| --- | ---: | ---: | ---: | ---: |")
+    print("| | validation RMSE | / training mean | chunks x images | training time |")
+    print("| --- | ---: | ---: | ---: | ---: |")
     for name, rmse, run in rows:
         detail = f"{run[0]} x {run[1]} | {run[2] / 60:.1f} min" if run else " | "
         print(f"| {name} | {rmse:.4f} | {rmse / mean:.3f} | {detail} |")

@@ -381,9 +381,12 @@ def check_weights_option(try_file, args):
         raise errors.SettingError(f"this recipe fine-tunes pretrained {model.name} weights: pass --weights hub "
                                   "(download) or --weights PATH (a local file)")
     if weights is not None and weights.lower() in ("none", "random"):
-        raise errors.SettingError(f"--weights {weights}: {from_random_weights_problem(run_config(try_file, args))}. Pass --weights hub or "
-                                  "--weights PATH, or train try_resnet18_scratch.py, a residual network with a recipe "
-                                  "for random weights")
+        problem = from_random_weights_problem(run_config(try_file, args))
+        raise errors.SettingError(f"--weights {weights}: {problem}. Pass --weights hub or --weights PATH, or train "
+                                  "try_resnet18_scratch.py, a residual network with a recipe for random weights")
+    if weights not in (None, "hub") and not Path(weights).is_file():
+        raise errors.SettingError(f"--weights {weights}: no such file (pass hub, or the path of a .safetensors or "
+                                  "state-dict file)")
 
 
 def from_random_weights_problem(config):
@@ -391,8 +394,9 @@ def from_random_weights_problem(config):
     problems = []
     head_only = [str(number + 1) for number, stage in enumerate(config["STAGES"]) if stage["train"] == "head"]
     if head_only:
-        problems.append(f"stage{'s' if len(head_only) > 1 else ''} {', '.join(head_only)} train{'' if len(head_only) > 1 else 's'} "
-                        "only the head over a frozen backbone, which from random weights gives random features")
+        several = len(head_only) > 1
+        problems.append(f"stage{'s' if several else ''} {', '.join(head_only)} train{'' if several else 's'} only the "
+                        "head over a frozen backbone, which from random weights gives random features")
     rates = [rate for stage in config["STAGES"]
              for rate in (stage["lr"] if isinstance(stage["lr"], (list, tuple)) else [stage["lr"]]) if rate is not None]
     problems.append(f"its rates ({min(rates):g} to {max(rates):g}) and its "
@@ -445,7 +449,8 @@ class Trainer:
             self.enter_stage(index)
         stage, first = self.stages[index], stages.first_chunks(self.stages)[index]
         step, num_steps = (chunk - first) * batches_per_chunk + batch, stage.chunks * batches_per_chunk
-        stages.set_lr(self.optimizer, stages.lr_factor(stage, step, num_steps), stages.momentum_at(stage, step, num_steps))
+        stages.set_lr(self.optimizer, stages.lr_factor(stage, step, num_steps),
+                      stages.momentum_at(stage, step, num_steps))
         return self.optimizer.param_groups[-1]["lr"]
 
     def finished(self):

@@ -64,7 +64,8 @@ def test_the_head_computes_max_and_mean_pooling_then_the_layers_in_order(model):
 
 def test_one_cycle_rates_and_momenta_at_the_library_s_steps():
     """10 steps: int(0.3 * 10) = 3 rise, from lr / 25 by cos annealing; step 3 is the peak; 6 more fall towards
-    lr / 250,000. Momentum goes 0.95 -> 0.85 -> 0.95 against the rate. anneal(a, b, f) = b + (a - b)(1 + cos(pi f)) / 2."""
+    lr / 250,000. Momentum goes 0.95 -> 0.85 -> 0.95 against the rate.
+    anneal(a, b, f) = b + (a - b)(1 + cos(pi f)) / 2."""
     stage = stages.Stage(chunks=1, lr=1.0, schedule="one_cycle")
     lrs = [stages.lr_factor(stage, step, 10) for step in range(10)]
     moms = [stages.momentum_at(stage, step, 10) for step in range(10)]

@@ -134,3 +134,11 @@ def test_the_residual_member_from_random_weights_trains_and_predicts(root):
     averaged = predict("try_resnet18_scratch", root)
     assert averaged.shape == (len(load_data.labelled_split().valid_ids), decision_tree.NUM_OUTPUTS)
     assert np.isfinite(averaged).all()
+
+
+def test_a_missing_weights_file_is_refused_before_reading_data(isolated, capsys):
+    root = isolated / "empty_root"
+    (root / "data").mkdir(parents=True)
+    with pytest.raises(SystemExit) as exit_info:
+        train_member("try_resnet50_imagenet", root, "--weights", str(isolated / "nowhere.safetensors"))
+    assert exit_info.value.code == 1 and "nowhere.safetensors: no such file" in capsys.readouterr().err
