@@ -25,10 +25,6 @@ MEMBERS = (BEST, "try_resnet50_fastai", "try_resnet50_imagenet", "try_dinov2_vit
 TRAINING_IMAGES = 61_578 - 6_157  # the real training split (the last 10% of the IDs validate)
 
 
-def recipe_of(name):
-    return train.config_of(vars(checkpoints.import_try_script(name, common.PROJECT_DIR / f"{name}.py")))
-
-
 def inputs_of(config):
     """The input declarations a recipe trains at, each with the images it sees there (head-only, full)."""
     chunk_images = TRAINING_IMAGES if config["CHUNK_SIZE"] == "epoch" else config["CHUNK_SIZE"]
@@ -65,8 +61,9 @@ def main(argv=None):
     print(f"{'member':<58} {'parameters':>11} {'input':>10} {'GFLOP/img':>10} {'infer img/s':>12} {'train img/s':>12} "
           f"{'projected GPU h':>16}")
     for name in MEMBERS:
-        config = recipe_of(name)
-        model = checkpoints.import_try_script(name, common.PROJECT_DIR / f"{name}.py").build_model()
+        module = checkpoints.import_try_script(name, common.PROJECT_DIR / f"{name}.py")
+        config = train.config_of(vars(module))
+        model = module.build_model()
         optimizer = torch.optim.SGD(model.parameters(), lr=1e-6)
         parameters = sum(p.numel() for p in model.parameters())
         for declaration, (head_images, full_images) in inputs_of(config).items():

@@ -10,6 +10,15 @@ sys.path.insert(0, str(PROJECT_DIR))
 from galaxyzoo import paths  # noqa: E402
 
 REAL_SAMPLE_TRAIN_IMAGES = paths.real_sample_dir() / "images_train_rev1"
+REAL_SAMPLE_LABELS = "training_solutions_rev1_sample.csv"
+
+
+def real_sample_or_exit():
+    """The real sample's folder; the benchmark ends with a message when it holds no labels."""
+    sample = paths.real_sample_dir()
+    if not (sample / REAL_SAMPLE_LABELS).is_file():
+        sys.exit(f"no real sample at {sample}: set $GALAXY_REAL_SAMPLE")
+    return sample
 
 
 def fastest(function, repeats, warmup=0, synchronise=lambda: None):

@@ -20,22 +20,24 @@ from PIL import Image
 import common
 from galaxyzoo import backbones
 from galaxyzoo import decision_tree
-from galaxyzoo import paths
+from galaxyzoo import realtime_augmentation as ra
 from galaxyzoo import stages
 
 NUM_TRAIN = 316  # the pipeline's split of the 351 labelled images: the first 90% train
 OPTIMIZER = dict(name="adamw", betas=(0.9, 0.99), weight_decay=1e-4)  # try_resnet50_fastai.py's
+FIRST_INPUT = (112, 224)  # its first stages' input: the centre 224 square at 112 px
 
 
 def real_sample_views(sample):
-    """(views (N, 1, 3, 112, 112) in [0, 1], labels (N, 37)) of the labelled images in GalaxyID order."""
-    table = pd.read_csv(sample / "training_solutions_rev1_sample.csv").sort_values("GalaxyID")
-    views = []
-    for galaxy_id in table["GalaxyID"]:
-        image = Image.open(sample / "images_train_rev1" / f"{galaxy_id}.jpg").crop((100, 100, 324, 324))
-        views.append(np.asarray(image.resize((112, 112), Image.BILINEAR), np.float32) / 255)
-    views = torch.from_numpy(np.stack(views)).permute(0, 3, 1, 2)[:, None]
-    return views, torch.from_numpy(table[list(decision_tree.COLUMNS)].to_numpy(np.float32))
+    """(views (N, 1, 3, 112, 112) in [0, 1], labels (N, 37)) of the labelled images in GalaxyID order: the fastai
+    recipe's first INPUT, made by the pipeline's own warp without augmentation."""
+    table = pd.read_csv(sample / common.REAL_SAMPLE_LABELS).sort_values("GalaxyID")
+    spec = ra.input_views(FIRST_INPUT)
+    matrices = ra.view_matrices(np.eye(3), views=spec)
+    views = [ra.warp_uint8(np.asarray(Image.open(sample / "images_train_rev1" / f"{galaxy_id}.jpg")), matrices,
+                           spec.size) for galaxy_id in table["GalaxyID"]]
+    return (torch.from_numpy(ra.to_float(np.stack(views))),
+            torch.from_numpy(table[list(decision_tree.COLUMNS)].to_numpy(np.float32)))
 
 
 def first_stage(views, labels, head, lr, epochs, batch_size=64):
@@ -76,9 +78,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=3)
     args = parser.parse_args(argv)
-    sample = paths.real_sample_dir()
-    if not (sample / "training_solutions_rev1_sample.csv").is_file():
-        raise SystemExit(f"no real sample at {sample}: set $GALAXY_REAL_SAMPLE")
+    sample = common.real_sample_or_exit()
     views, labels = real_sample_views(sample)
     mean = torch.sqrt((labels[NUM_TRAIN:] - labels[:NUM_TRAIN].mean(0)).square().mean()).item()
     zeros = torch.sqrt(labels[NUM_TRAIN:].square().mean()).item()

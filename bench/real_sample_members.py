@@ -39,7 +39,7 @@ FOLDS = 5
 def link_real_sample(root, sample):
     """ROOT/data/raw as the Kaggle layout, from links to the real sample's labelled training and test images."""
     raw = root / "data" / "raw"
-    labels = sample / "training_solutions_rev1_sample.csv"
+    labels = sample / common.REAL_SAMPLE_LABELS
     for subset, source in (("train", "images_train_rev1"), ("test", "images_test_rev1")):
         folder = raw / paths.RAW_IMAGE_FOLDERS[subset]
         folder.mkdir(parents=True, exist_ok=True)
@@ -92,9 +92,7 @@ def main(argv=None):
     parser.add_argument("--num-transforms", type=int, default=6, help="test-time transforms per image (default 6)")
     parser.add_argument("--members", default=",".join(MEMBERS), help="comma-separated try_*.py names")
     args = parser.parse_args(argv)
-    sample = paths.real_sample_dir()
-    if not (sample / "training_solutions_rev1_sample.csv").is_file():
-        sys.exit(f"no real sample at {sample}: set $GALAXY_REAL_SAMPLE")
+    sample = common.real_sample_or_exit()
     members = [name.strip().removesuffix(".py") for name in args.members.split(",") if name.strip()]
     root = common.Path(args.root).resolve()
     link_real_sample(root, sample)

@@ -134,10 +134,10 @@ class BackboneNet(nn.Module):
         if output not in OUTPUTS or head not in HEADS:
             raise ValueError(f"output must be one of {OUTPUTS} and head one of {HEADS}, got {output!r}, {head!r}")
         spec = BACKBONES[name]
-        if head == "fastai" and spec.model_class != "ResNetModel":
-            raise ValueError(f"the fastai head pools a ResNet's feature maps; {name} has none")
         self.name, self.pretrained = name, pretrained
         self.backbone = _transformers_class(spec.model_class)(_transformers_class(spec.config_class)(**spec.config))
+        if head == "fastai" and not self.is_resnet:
+            raise ValueError(f"the fastai head pools a ResNet's feature maps; {name} has none")
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self.head = (FastaiHead(spec.features, dropout) if head == "fastai"
@@ -150,11 +150,16 @@ class BackboneNet(nn.Module):
         images = (views[:, 0] - self.mean) / self.std
         out = self.backbone(pixel_values=images)
         # a ResNet's last feature map, or a transformer's pooled token
-        features = out.last_hidden_state if self.backbone.config.model_type == "resnet" else out.pooler_output
+        features = out.last_hidden_state if self.is_resnet else out.pooler_output
         z = self.head(features)
         if self.output_kind == "sigmoid":
             return torch.sigmoid(z)
         return self.output(z, normalise=normalise)
+
+    @property
+    def is_resnet(self):
+        """A ResNet (its output: a last feature map, and stages) rather than a transformer (a pooled token, layers)."""
+        return self.backbone.config.model_type == "resnet"
 
     def set_dropout(self, p):
         """stages.StagedModel: the head's dropout (the fastai head: p/2 before its hidden layer, p after)."""
@@ -173,7 +178,7 @@ class BackboneNet(nn.Module):
         """stages.StagedModel: the parameters in three lists, earliest first: the first half of
         the backbone's blocks (with its stem), the second half (with its last norm), the head."""
         backbone = self.backbone
-        if backbone.config.model_type == "resnet":
+        if self.is_resnet:
             early, late = [backbone.embedder, *backbone.encoder.stages[:2]], list(backbone.encoder.stages[2:])
         else:
             half = len(backbone.encoder.layer) // 2
